@@ -1,0 +1,97 @@
+"""RecBole 1.2.1 on today's numpy / pandas / torch / ray: every fix in one place, each tested.
+
+Nothing here edits RecBole's files. Fixes are applied by ``apply()`` (idempotent), which
+``recbole_microlens.config`` calls before RecBole builds anything.
+"""
+from __future__ import annotations
+
+import os
+from importlib import metadata
+
+import numpy as np
+
+# Aliases RecBole's ``Config.compatibility_settings`` reads; numpy 2 removed them.
+NUMPY2_ALIASES = {
+    "float_": "float64",
+    "complex_": "complex128",
+    "unicode_": "str_",
+    "string_": "bytes_",
+}
+
+# The newest ray that recbole 1.2.1 declares (``ray<=2.6.3``); a newer one makes pip backtrack.
+RAY_MAX_FOR_RECBOLE = (2, 6, 3)
+
+
+def add_numpy2_aliases(numpy_module=np) -> list[str]:
+    """Restore the numpy-1 scalar aliases RecBole dereferences at import of its Config."""
+    added = []
+    for old, new in NUMPY2_ALIASES.items():
+        if not hasattr(numpy_module, old):
+            setattr(numpy_module, old, getattr(numpy_module, new))
+            added.append(old)
+    return added
+
+
+def fill_nan_without_chained_inplace(dataset) -> None:
+    """Copy-on-write-safe replacement of ``Dataset._fill_nan`` (pandas 3 turns RecBole's
+    ``feat[field].fillna(inplace=True)`` into a silent no-op, leaving NaN ids and floats)."""
+    from recbole.utils import FeatureType
+
+    for feat_name in dataset.feat_name_list:
+        feat = getattr(dataset, feat_name)
+        for field in feat:
+            ftype = dataset.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(value=0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(value=feat[field].mean())
+            else:
+                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                feat[field] = feat[field].apply(
+                    lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
+                )
+
+
+class PandasCompatDatasetMixin:
+    """Mix into a RecBole ``Dataset`` subclass to route NaN filling through the CoW-safe version."""
+
+    def _fill_nan(self):
+        fill_nan_without_chained_inplace(self)
+
+
+def torch_load(path, *, trusted: bool = False, map_location="cpu"):
+    """``torch.load`` with an explicit ``weights_only``.
+
+    torch >= 2.6 defaults to ``weights_only=True``; RecBole's checkpoints pickle its Config and
+    fail to load. Our trainer writes weights-only checkpoints and reads them safely; ``trusted``
+    is for RecBole-written files the caller created itself.
+    """
+    import torch
+
+    return torch.load(path, map_location=map_location, weights_only=not trusted)
+
+
+def check_ray_version() -> str:
+    """Fail early and clearly if ray is newer than recbole 1.2.1 supports."""
+    version = metadata.version("ray")
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    if parts > RAY_MAX_FOR_RECBOLE:
+        raise RuntimeError(
+            f"ray {version} is installed but recbole 1.2.1 requires ray<=2.6.3; "
+            "reinstall with `pip install .` to get the pinned stack."
+        )
+    return version
+
+
+_applied = False
+
+
+def apply() -> None:
+    """Apply every process-wide fix once (cheap, idempotent)."""
+    global _applied
+    if _applied:
+        return
+    add_numpy2_aliases()
+    # ray 2.6.3 imports pkg_resources at import time and warns on every worker; keep logs readable.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:ray._private.parameter")
+    _applied = True

@@ -1,0 +1,43 @@
+"""RecBole's Config with two changes (as RecBole-GNN does it): our models resolve first, and our
+yaml layers on top of RecBole's before config files and the command line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from recbole.config import Config
+from recbole.utils import ModelType
+
+from recbole_microlens import compat
+from recbole_microlens.model import get_model
+from recbole_microlens.paths import properties_dir
+
+
+def _yaml_layers(model: str, model_type: ModelType, dataset: str) -> list[Path]:
+    """Our yaml files for this run, in the order they apply (later wins)."""
+    root = properties_dir()
+    layers = [root / "overall.yaml"]
+    if model_type == ModelType.SEQUENTIAL:
+        layers.append(root / "sequential.yaml")
+    layers += [root / "model" / f"{model}.yaml", root / "dataset" / f"{dataset}.yaml"]
+    return [path for path in layers if path.is_file()]
+
+
+class MLConfig(Config):
+    """``Config`` that knows recbole-microlens models and properties."""
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        compat.apply()
+        super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _get_model_and_dataset(self, model, dataset):
+        if isinstance(model, str) or model is None:
+            model = model or self.external_config_dict.get("model")
+            if model is None:
+                raise KeyError("model must be given (argument, config file, dict or --model=)")
+            model = get_model(model)
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for path in _yaml_layers(model, model_class.type, dataset):
+            self._update_internal_config_dict(str(path))

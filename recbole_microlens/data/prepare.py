@@ -1,0 +1,43 @@
+"""Make sure a dataset's atomic files exist before RecBole loads them (convert on first use)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+SAMPLE_DATASET = "microlens-sample"
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_inter_file(dataset_dir: Path, dataset: str) -> Path:
+    return Path(dataset_dir) / f"{dataset}.inter"
+
+
+def ensure_atomic_files(config) -> Path:
+    """Convert raw files (``raw_data_path``) or generate the embedded sample when needed.
+
+    ``config['data_path']`` is RecBole's per-dataset folder (``<data_path>/<dataset>``).
+    """
+    dataset = config["dataset"]
+    dataset_dir = Path(config["data_path"])
+    if atomic_inter_file(dataset_dir, dataset).is_file():
+        return dataset_dir
+    raw_dir = config["raw_data_path"]
+    if raw_dir is None and dataset == SAMPLE_DATASET:
+        from recbole_microlens.data.sample import ensure_sample_raw
+
+        raw_dir = dataset_dir / "raw"
+        logger.info("Generating the embedded sample into %s", raw_dir)
+        ensure_sample_raw(raw_dir)
+    if raw_dir is None:
+        raise FileNotFoundError(
+            f"no atomic files for dataset {dataset!r}: expected {atomic_inter_file(dataset_dir, dataset)}. "
+            f"Convert the raw MicroLens files with `recbole-microlens convert --raw-dir DIR "
+            f"--dataset {dataset}`, or pass --raw_data_path=DIR to convert on first use."
+        )
+    from recbole_microlens.data.convert import convert_dataset
+    from recbole_microlens.data.raw import detect_raw_files
+
+    logger.info("Converting raw files in %s to atomic files in %s", raw_dir, dataset_dir)
+    convert_dataset(detect_raw_files(raw_dir), dataset, dataset_dir.parent)
+    return dataset_dir

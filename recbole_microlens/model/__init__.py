@@ -1,0 +1,15 @@
+"""Model lookup: ours first, then RecBole's (as RecBole-GNN resolves models)."""
+from __future__ import annotations
+
+from recbole.utils import get_model as recbole_get_model
+
+from recbole_microlens.model import sequential_recommender
+
+MODELS = {name: getattr(sequential_recommender, name) for name in sequential_recommender.__all__}
+
+
+def get_model(name: str):
+    """The model class called ``name``: ours if we define it, else RecBole's."""
+    if name in MODELS:
+        return MODELS[name]
+    return recbole_get_model(name)

@@ -1,0 +1,83 @@
+"""Shared body of our sequential recommenders: an ItemTower in, position states out.
+
+A subclass only says how a window of item vectors becomes one state per position
+(``encode``); losses, scoring and the item tower are the same for every backbone, which is
+what lets SASRec over IDs, video, covers or titles be one model file.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+from recbole_microlens.model.layers import build_item_tower
+from recbole_microlens.model.loss import inbatch_logq_loss, window_targets
+
+LOSS_TYPES = ("inbatch", "CE")
+
+
+def log_training_popularity(dataset) -> torch.Tensor:
+    """log p(item) on training interactions (unseen items count once, so the log is finite)."""
+    counts = dataset.train_item_counts().astype(np.float64)
+    return torch.from_numpy(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))).float()
+
+
+class MLSequentialRecommender(SequentialRecommender):
+    input_type = InputType.POINTWISE
+    #: config key holding the size of the item vectors the tower produces
+    item_dim_key = "hidden_size"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.loss_type = config["loss_type"]
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        self.item_dim = config[self.item_dim_key]
+        self.item_tower = build_item_tower(config, dataset, self.item_dim)
+        self.register_buffer("log_popularity", log_training_popularity(dataset))
+
+    def encode(self, item_emb, item_seq, item_seq_len) -> torch.Tensor:
+        """[B, L, D] item vectors -> [B, L, D] states; position t sees items 0..t only."""
+        raise NotImplementedError
+
+    def _init_weights(self, module):
+        """RecBole's SASRec initialisation, shared by all our backbones."""
+        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+        elif isinstance(module, torch.nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, torch.nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    def position_states(self, item_seq, item_seq_len) -> torch.Tensor:
+        return self.encode(self.item_tower(item_seq), item_seq, item_seq_len)
+
+    def forward(self, item_seq, item_seq_len) -> torch.Tensor:
+        """State at the last position: the user's next-item query."""
+        states = self.position_states(item_seq, item_seq_len)
+        return self.gather_indexes(states, item_seq_len - 1)
+
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        next_item = interaction[self.POS_ITEM_ID]
+        if self.loss_type == "CE":
+            logits = self.forward(item_seq, item_seq_len) @ self.item_tower.all_items().T
+            return F.cross_entropy(logits, next_item)
+        states = self.position_states(item_seq, item_seq_len)
+        targets = window_targets(item_seq, item_seq_len, next_item)
+        user_items = torch.cat([item_seq, next_item.unsqueeze(1)], dim=1)
+        return inbatch_logq_loss(
+            states, targets, self.item_tower, self.log_popularity, user_items
+        )
+
+    def predict(self, interaction):
+        query = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (query * self.item_tower(interaction[self.ITEM_ID])).sum(dim=-1)
+
+    def full_sort_predict(self, interaction):
+        query = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return query @ self.item_tower.all_items().T

@@ -1,0 +1,28 @@
+"""NextItNet (Yuan et al., 2019): stacked dilated causal convolutions."""
+from __future__ import annotations
+
+from torch import nn
+from recbole.model.sequential_recommender.nextitnet import ResidualBlock_b
+
+from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender
+
+
+class NextItNet(MLSequentialRecommender):
+    item_dim_key = "embedding_size"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.initializer_range = config["initializer_range"] or 0.02
+        dim = self.item_dim
+        dilations = config["dilations"] * config["block_num"]
+        self.residual_blocks = nn.Sequential(
+            *[
+                ResidualBlock_b(dim, dim, kernel_size=config["kernel_size"], dilation=d)
+                for d in dilations
+            ]
+        )
+        self.final_layer = nn.Linear(dim, dim)
+        self.apply(self._init_weights)
+
+    def encode(self, item_emb, item_seq, item_seq_len):
+        return self.final_layer(self.residual_blocks(item_emb))

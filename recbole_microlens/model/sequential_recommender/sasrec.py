@@ -1,0 +1,36 @@
+"""SASRec (Kang & McAuley, 2018): causal self-attention over the window."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from recbole.model.layers import TransformerEncoder
+
+from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender
+
+
+class SASRec(MLSequentialRecommender):
+    item_dim_key = "hidden_size"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.initializer_range = config["initializer_range"]
+        self.position_embedding = nn.Embedding(self.max_seq_length, self.item_dim)
+        self.trm_encoder = TransformerEncoder(
+            n_layers=config["n_layers"],
+            n_heads=config["n_heads"],
+            hidden_size=self.item_dim,
+            inner_size=config["inner_size"],
+            hidden_dropout_prob=config["hidden_dropout_prob"],
+            attn_dropout_prob=config["attn_dropout_prob"],
+            hidden_act=config["hidden_act"],
+            layer_norm_eps=config["layer_norm_eps"],
+        )
+        self.layer_norm = nn.LayerNorm(self.item_dim, eps=config["layer_norm_eps"])
+        self.dropout = nn.Dropout(config["hidden_dropout_prob"])
+        self.apply(self._init_weights)
+
+    def encode(self, item_emb, item_seq, item_seq_len):
+        positions = torch.arange(item_seq.size(1), device=item_seq.device)
+        hidden = self.dropout(self.layer_norm(item_emb + self.position_embedding(positions)))
+        attention_mask = self.get_attention_mask(item_seq)
+        return self.trm_encoder(hidden, attention_mask, output_all_encoded_layers=True)[-1]

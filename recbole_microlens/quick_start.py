@@ -1,0 +1,93 @@
+"""One call from names to numbers: ``run_recbole_ml(model, dataset, ...) -> result dict``."""
+from __future__ import annotations
+
+import logging
+import time
+
+from recbole.data import data_preparation
+from recbole.utils import init_logger, init_seed
+
+from recbole_microlens.config import MLConfig
+from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.prepare import ensure_atomic_files
+from recbole_microlens.model import get_model
+from recbole_microlens.results import (
+    jsonable_config,
+    metrics_table,
+    package_versions,
+    peak_rss_mb,
+    write_result_file,
+)
+from recbole_microlens.trainer import MLTrainer
+
+
+def run_recbole_ml(
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    callback_fn=None,
+) -> dict:
+    """Train on the training split, select on valid NDCG@10, report valid and test metrics."""
+    started = time.perf_counter()
+    config = MLConfig(model, dataset, config_file_list, config_dict)
+    ensure_atomic_files(config)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = logging.getLogger()
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = MLTrainer(config, model)
+    fit_started = time.perf_counter()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data,
+        valid_data,
+        saved=saved,
+        show_progress=config["show_progress"],
+        callback_fn=callback_fn,
+    )
+    test_started = time.perf_counter()
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+    finished = time.perf_counter()
+
+    result = {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "best_valid_score": best_valid_score,
+        "valid_metric": config["valid_metric"],
+        "valid": dict(best_valid_result or {}),
+        "test": dict(test_result or {}),
+        "epochs_run": len(trainer.epoch_seconds),
+        "valid_history": trainer.valid_history,
+        "seconds": {
+            "total": finished - started,
+            "prepare": fit_started - started,
+            "fit": test_started - fit_started,
+            "test": finished - test_started,
+            "per_epoch": trainer.epoch_seconds,
+            "mean_epoch": sum(trainer.epoch_seconds) / max(len(trainer.epoch_seconds), 1),
+        },
+        "peak_rss_mb": peak_rss_mb(),
+        "n_users": dataset.user_num - 1,
+        "n_items": dataset.item_num - 1,
+        "n_interactions": len(dataset.user_sequences.items),
+        "versions": package_versions(),
+        "config": jsonable_config(config),
+    }
+    table = metrics_table({"valid": result["valid"], "test": result["test"]})
+    logger.info("\n" + table)
+    print(f"\n{config['model']} on {config['dataset']}\n{table}\n", flush=True)
+    if config["result_file"]:
+        write_result_file(config["result_file"], result)
+    return result

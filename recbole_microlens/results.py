@@ -1,0 +1,49 @@
+"""What a run reports: a JSON result file and a readable table."""
+from __future__ import annotations
+
+import platform
+import resource
+from importlib import metadata
+
+from tabulate import tabulate
+
+from recbole_microlens.io import write_json_atomic
+
+VERSIONED_PACKAGES = ("recbole-microlens", "recbole", "torch", "numpy", "pandas", "ray")
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def jsonable_config(config) -> dict:
+    """The resolved config as plain JSON values (enums and devices as strings)."""
+    plain = {}
+    for key, value in config.final_config_dict.items():
+        if isinstance(value, (str, int, float, bool, type(None), list, dict)):
+            plain[key] = value
+        else:
+            plain[key] = str(value)
+    return plain
+
+
+def metrics_table(rows: dict) -> str:
+    """``{'valid': {...}, 'test': {...}}`` -> a Markdown table, one column per metric."""
+    metric_names = list(next(iter(rows.values())).keys())
+    body = [[split] + [values.get(m) for m in metric_names] for split, values in rows.items()]
+    return tabulate(body, headers=["split"] + metric_names, tablefmt="github", floatfmt=".4f")
+
+
+def write_result_file(path, result: dict) -> None:
+    write_json_atomic(path, result)
