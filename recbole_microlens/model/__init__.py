@@ -12,4 +12,10 @@ def get_model(name: str):
     """The model class called ``name``: ours if we define it, else RecBole's."""
     if name in MODELS:
         return MODELS[name]
-    return recbole_get_model(name)
+    try:
+        return recbole_get_model(name)
+    except (ValueError, ImportError) as error:  # RecBole also imports optional libraries here
+        raise ValueError(
+            f"unknown model {name!r}: not one of ours ({', '.join(sorted(MODELS))}) "
+            f"nor found in RecBole ({error})"
+        ) from error

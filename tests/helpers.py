@@ -1,0 +1,32 @@
+"""Small builders shared by tests: hand-made atomic datasets and configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from recbole_microlens.config import MLConfig
+
+
+def write_inter_file(root: Path, dataset: str, sequences: dict) -> Path:
+    """``sequences``: user token -> item tokens in time order."""
+    folder = Path(root) / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for user, items in sequences.items():
+        lines += [f"{user}\t{item}\t{t}" for t, item in enumerate(items)]
+    (folder / f"{dataset}.inter").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def make_config(root: Path, dataset: str, model: str = "SASRec", **overrides) -> MLConfig:
+    options = {
+        "data_path": str(root),
+        "show_progress": False,
+        "checkpoint_dir": str(Path(root) / "saved"),
+        "hidden_size": 8,
+        "inner_size": 16,
+        "embedding_size": 8,
+        "train_batch_size": 4,
+        "eval_batch_size": 16,
+    }
+    options.update(overrides)
+    return MLConfig(model=model, dataset=dataset, config_dict=options)

@@ -1,0 +1,61 @@
+"""One test per RecBole 1.2.1 compatibility fix."""
+import logging
+import types
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from recbole.data.dataset import Dataset
+from recbole.utils import FeatureType
+
+from recbole_microlens import compat
+
+
+def test_numpy2_aliases_restored_on_a_numpy_without_them():
+    fake_numpy = types.SimpleNamespace(float64=np.float64, complex128=np.complex128,
+                                       str_=np.str_, bytes_=np.bytes_)
+    added = compat.add_numpy2_aliases(fake_numpy)
+    assert set(added) == {"float_", "complex_", "unicode_", "string_"}
+    assert fake_numpy.float_ is np.float64
+    assert compat.add_numpy2_aliases(fake_numpy) == []  # idempotent
+
+
+def _dataset_with_nans():
+    fake = types.SimpleNamespace(logger=logging.getLogger("test"))
+    fake.feat_name_list = ["item_feat"]
+    fake.item_feat = pd.DataFrame({"item_id": [1.0, np.nan, 3.0], "likes": [1.0, np.nan, 5.0]})
+    fake.field2type = {"item_id": FeatureType.TOKEN, "likes": FeatureType.FLOAT}
+    return fake
+
+
+def test_fill_nan_is_copy_on_write_safe():
+    with pd.option_context("mode.copy_on_write", True):  # pandas 3 semantics
+        stock = _dataset_with_nans()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Dataset._fill_nan(stock)  # RecBole's chained inplace fillna
+        assert stock.item_feat["likes"].isna().any(), "stock RecBole should leave NaN under CoW"
+        ours = _dataset_with_nans()
+        compat.fill_nan_without_chained_inplace(ours)
+    assert ours.item_feat["item_id"].tolist() == [1.0, 0.0, 3.0]
+    assert ours.item_feat["likes"].tolist() == [1.0, 3.0, 5.0]
+
+
+def test_recbole_checkpoints_need_trusted_load_ours_do_not(tmp_path):
+    recbole_style = tmp_path / "recbole.pth"
+    torch.save({"config": types.SimpleNamespace(model="SASRec"), "state_dict": {}}, recbole_style)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        compat.torch_load(recbole_style)
+    assert compat.torch_load(recbole_style, trusted=True)["config"].model == "SASRec"
+    ours = tmp_path / "ours.pth"
+    torch.save({"epoch": 3, "state_dict": {"w": torch.ones(2)}}, ours)
+    assert compat.torch_load(ours)["epoch"] == 3
+
+
+def test_ray_newer_than_recbole_allows_is_refused(monkeypatch):
+    assert compat.check_ray_version() == "2.6.3"
+    monkeypatch.setattr(compat.metadata, "version", lambda name: "2.9.0")
+    with pytest.raises(RuntimeError, match="ray<=2.6.3"):
+        compat.check_ray_version()

@@ -1,0 +1,78 @@
+"""The in-batch logQ loss against a direct, position-by-position computation."""
+import math
+
+import torch
+
+from recbole_microlens.model.loss import inbatch_logq_loss, window_targets
+
+
+def direct_loss(hidden, targets, table, log_pop, user_items):
+    """Textbook version: loop over labelled positions, softmax over distinct batch items."""
+    candidates = sorted({int(t) for t in targets.flatten() if t > 0})
+    losses = []
+    for b in range(targets.size(0)):
+        own = {int(i) for i in user_items[b] if i > 0}
+        for pos in range(targets.size(1)):
+            label = int(targets[b, pos])
+            if label == 0:
+                continue
+            logits = []
+            for c in candidates:
+                if c in own and c != label:
+                    continue  # the user's own other items are not negatives
+                logits.append((c, float(hidden[b, pos] @ table[c]) - float(log_pop[c])))
+            log_norm = math.log(sum(math.exp(v) for _, v in logits))
+            losses.append(log_norm - dict(logits)[label])
+    return sum(losses) / len(losses)
+
+
+def test_window_targets_shift_and_pad():
+    item_seq = torch.tensor([[3, 4, 5, 0], [7, 0, 0, 0]])
+    targets = window_targets(item_seq, torch.tensor([3, 1]), torch.tensor([6, 8]))
+    assert targets.tolist() == [[4, 5, 6, 0], [8, 0, 0, 0]]
+
+
+def test_inbatch_logq_loss_equals_direct_computation():
+    torch.manual_seed(0)
+    n_items, dim = 12, 5
+    table = torch.randn(n_items, dim)
+    log_pop = torch.log(torch.rand(n_items) + 0.05)
+    item_seq = torch.tensor([[1, 2, 3, 4], [2, 5, 6, 0], [7, 1, 0, 0]])
+    lengths = torch.tensor([4, 3, 2])
+    next_item = torch.tensor([5, 8, 9])
+    targets = window_targets(item_seq, lengths, next_item)
+    user_items = torch.cat([item_seq, next_item[:, None]], 1)
+    hidden = torch.randn(3, 4, dim)
+    loss = inbatch_logq_loss(hidden, targets, lambda ids: table[ids], log_pop, user_items)
+    expected = direct_loss(hidden, targets, table, log_pop, user_items)
+    assert abs(loss.item() - expected) < 1e-5
+
+
+def test_logq_correction_and_history_mask_matter():
+    torch.manual_seed(1)
+    table = torch.randn(10, 4)
+    item_seq = torch.tensor([[1, 2, 3], [4, 2, 6]])
+    lengths = torch.tensor([3, 3])
+    next_item = torch.tensor([4, 7])
+    targets = window_targets(item_seq, lengths, next_item)
+    user_items = torch.cat([item_seq, next_item[:, None]], 1)
+    hidden = torch.randn(2, 3, 4)
+    embed = lambda ids: table[ids]  # noqa: E731
+    flat = torch.zeros(10)
+    skewed = torch.log(torch.linspace(0.01, 0.5, 10))
+    with_logq = inbatch_logq_loss(hidden, targets, embed, skewed, user_items)
+    without = inbatch_logq_loss(hidden, targets, embed, flat, user_items)
+    assert not torch.isclose(with_logq, without)
+    no_mask = inbatch_logq_loss(hidden, targets, embed, flat, torch.zeros_like(user_items))
+    assert no_mask > without  # masking the user's own items removes competitors
+
+
+def test_gradients_flow_to_hidden_and_items():
+    table = torch.randn(6, 3, requires_grad=True)
+    hidden = torch.randn(2, 2, 3, requires_grad=True)
+    targets = torch.tensor([[2, 3], [3, 0]])
+    user_items = torch.tensor([[1, 2, 3], [1, 3, 0]])
+    loss = inbatch_logq_loss(hidden, targets, lambda ids: table[ids], torch.zeros(6), user_items)
+    loss.backward()
+    assert hidden.grad.abs().sum() > 0 and table.grad[[2, 3]].abs().sum() > 0
+    assert table.grad[[0, 1, 4, 5]].abs().sum() == 0  # only batch items are candidates
