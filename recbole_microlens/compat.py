@@ -71,6 +71,17 @@ def torch_load(path, *, trusted: bool = False, map_location="cpu"):
     return torch.load(path, map_location=map_location, weights_only=not trusted)
 
 
+def allow_trusted_recbole_checkpoints() -> None:
+    """Let stock RecBole reload the checkpoints it wrote itself in this process.
+
+    RecBole calls ``torch.load`` without ``weights_only``; torch >= 2.6 then refuses its pickled
+    Config. For runs of stock RecBole (benchmarks), whose checkpoints the same run just wrote,
+    the documented ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` switch restores the old default. Calls
+    that pass ``weights_only`` explicitly (all of ours) are unaffected.
+    """
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+
+
 def check_ray_version() -> str:
     """Fail early and clearly if ray is newer than recbole 1.2.1 supports."""
     version = metadata.version("ray")

@@ -59,3 +59,13 @@ def test_ray_newer_than_recbole_allows_is_refused(monkeypatch):
     monkeypatch.setattr(compat.metadata, "version", lambda name: "2.9.0")
     with pytest.raises(RuntimeError, match="ray<=2.6.3"):
         compat.check_ray_version()
+
+
+def test_stock_recbole_checkpoint_reload_can_be_allowed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0")  # restored after the test
+    path = tmp_path / "recbole.pth"
+    torch.save({"config": types.SimpleNamespace(model="SASRec")}, path)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(path)  # what RecBole's Trainer.evaluate does
+    compat.allow_trusted_recbole_checkpoints()
+    assert torch.load(path)["config"].model == "SASRec"

@@ -1,0 +1,162 @@
+"""ID baselines on MicroLens-50k under the official protocol, beside stock RecBole SASRec.
+
+    python benchmarks/train_microlens50k.py --raw-dir ../shared/data/microlens-50k
+
+Converts the raw files (once) into benchmarks/out/atomic_files, then trains each model in its
+own process (so peak memory is per model) and prints one table: HR/NDCG@10/20, seconds per
+epoch, peak memory. Stock RecBole SASRec (CE loss over all items, one row per prefix, its own
+full-sort evaluation without history masking) runs on the same atomic files with the same
+sizes; its epoch time and metrics are reported as ratios/differences against ours.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tabulate import tabulate
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
+OUT = HERE / "out"
+DATASET = "microlens-50k"
+METRICS = ["hit@10", "ndcg@10", "hit@20", "ndcg@20"]
+
+
+def shared_settings(args) -> dict:
+    """What every run shares, ours and stock alike (CPU-feasible sizes, same for all models)."""
+    return {
+        "data_path": str(OUT / "atomic_files"),
+        "checkpoint_dir": str(OUT / "saved"),
+        "epochs": args.epochs,
+        "stopping_step": args.epochs,  # fixed epoch budget: comparable seconds per epoch
+        "learning_rate": args.lr,
+        "train_batch_size": args.batch_size,
+        "eval_batch_size": 2048,
+        "hidden_size": args.dim,
+        "inner_size": 4 * args.dim,
+        "embedding_size": args.dim,
+        "show_progress": False,
+        "seed": 2024,
+    }
+
+
+def convert_once(raw_dir: Path) -> dict:
+    from recbole_microlens.data.convert import convert_dataset
+    from recbole_microlens.data.raw import detect_raw_files
+
+    meta_file = OUT / "atomic_files" / DATASET / f"{DATASET}.meta.json"
+    if not meta_file.is_file():
+        convert_dataset(detect_raw_files(raw_dir), DATASET, OUT / "atomic_files")
+    return json.loads(meta_file.read_text())
+
+
+def run_ours(model: str, settings: dict, result_file: Path) -> None:
+    from recbole_microlens.quick_start import run_recbole_ml
+
+    run_recbole_ml(model, DATASET, config_dict={**settings, "result_file": str(result_file)})
+
+
+def run_stock_sasrec(settings: dict, result_file: Path) -> None:
+    """Plain RecBole: its dataset, its trainer, its evaluation (no history masking)."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.model.sequential_recommender import SASRec
+    from recbole.trainer import Trainer
+    from recbole.utils import init_seed
+
+    from recbole_microlens import compat
+    from recbole_microlens.results import peak_rss_mb
+
+    compat.allow_trusted_recbole_checkpoints()  # RecBole reloads its own (pickled) checkpoint
+    config = Config("SASRec", DATASET, config_dict={
+        **settings,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "MAX_ITEM_LIST_LENGTH": 10,
+        "loss_type": "CE",
+        "train_neg_sample_args": None,
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
+        "metrics": ["Hit", "NDCG"], "topk": [10, 20], "valid_metric": "NDCG@10",
+        "learner": "adamw", "weight_decay": 0.1, "clip_grad_norm": {"max_norm": 5.0},
+    })
+    init_seed(config["seed"], config["reproducibility"])
+    started = time.perf_counter()
+    train, valid, test = data_preparation(config, create_dataset(config))
+    prepare = time.perf_counter() - started
+    model = SASRec(config, train._dataset).to(config["device"])
+    epoch_seconds = []
+
+    class TimedTrainer(Trainer):
+        def _train_epoch(self, *a, **k):
+            t0 = time.perf_counter()
+            loss = super()._train_epoch(*a, **k)
+            epoch_seconds.append(time.perf_counter() - t0)
+            return loss
+
+    trainer = TimedTrainer(config, model)
+    _, best_valid = trainer.fit(train, valid, show_progress=False)
+    test_result = trainer.evaluate(test, load_best_model=True)
+    result = {"valid": dict(best_valid), "test": dict(test_result),
+              "seconds": {"prepare": prepare, "per_epoch": epoch_seconds,
+                          "mean_epoch": sum(epoch_seconds) / len(epoch_seconds)},
+              "peak_rss_mb": peak_rss_mb(), "epochs_run": len(epoch_seconds)}
+    result_file.write_text(json.dumps(result, indent=2))
+
+
+def in_subprocess(kind: str, model: str, settings: dict, result_file: Path) -> dict:
+    command = [sys.executable, __file__, "--_child", kind, model, json.dumps(settings), str(result_file)]
+    subprocess.run(command, check=True, cwd=ROOT)
+    return json.loads(result_file.read_text())
+
+
+def row(name: str, result: dict) -> list:
+    test = {k.lower(): v for k, v in result["test"].items()}
+    return [name] + [test[m] for m in METRICS] + [
+        result["seconds"]["mean_epoch"], result["seconds"]["prepare"], result["peak_rss_mb"]]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
+    parser.add_argument("--models", nargs="+", default=["SASRec", "GRU4Rec", "NextItNet"])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--no-stock", action="store_true")
+    parser.add_argument("--_child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._child:
+        kind, model, settings, result_file = args._child
+        runner = run_stock_sasrec if kind == "stock" else lambda s, f: run_ours(model, s, f)
+        runner(json.loads(settings), Path(result_file))
+        return
+
+    meta = convert_once(args.raw_dir)
+    settings = shared_settings(args)
+    results = {m: in_subprocess("ours", m, settings, OUT / f"{m}.json") for m in args.models}
+    rows = [row(f"{m} (official protocol)", r) for m, r in results.items()]
+    if not args.no_stock:
+        stock = in_subprocess("stock", "SASRec", settings, OUT / "stock_SASRec.json")
+        rows.append(row("stock RecBole SASRec (CE, no masking)", stock))
+    headers = ["model"] + [m.upper() for m in METRICS] + ["s/epoch", "prepare s", "peak MB"]
+    print(f"\nMicroLens-50k ({meta['statistics']['protocol']['interactions']} interactions "
+          f"after the protocol), {args.epochs} epochs, dim {args.dim}, lr {args.lr}, "
+          f"batch {args.batch_size}")
+    print(tabulate(rows, headers=headers, tablefmt="github", floatfmt=".4f"))
+    if not args.no_stock and "SASRec" in results:
+        ours = results["SASRec"]
+        ratio = stock["seconds"]["mean_epoch"] / ours["seconds"]["mean_epoch"]
+        diffs = {m: ours["test"][m] - stock["test"][m] for m in METRICS}
+        print(f"\nstock/ours epoch time: {ratio:.2f}x; ours - stock test metrics: "
+              + ", ".join(f"{m} {d:+.4f}" for m, d in diffs.items()))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
+    main()
