@@ -12,12 +12,14 @@ from recbole_microlens.model import get_model
 from recbole_microlens.paths import properties_dir
 
 
+# Yaml shared by every model of a RecBole model type.
+TYPE_LAYERS = {ModelType.SEQUENTIAL: "sequential", ModelType.GENERAL: "general"}
+
+
 def _yaml_layers(model: str, model_type: ModelType, dataset: str) -> list[Path]:
     """Our yaml files for this run, in the order they apply (later wins)."""
     root = properties_dir()
-    layers = [root / "overall.yaml"]
-    if model_type == ModelType.SEQUENTIAL:
-        layers.append(root / "sequential.yaml")
+    layers = [root / "overall.yaml", root / f"{TYPE_LAYERS.get(model_type, '-')}.yaml"]
     layers += [root / "model" / f"{model}.yaml", root / "dataset" / f"{dataset}.yaml"]
     return [path for path in layers if path.is_file()]
 

@@ -60,3 +60,10 @@ def test_sasrec_learns_the_sample(workdir):
     """A few epochs must beat a random ranking (HR@10 ~ 10/280) by a wide margin."""
     result = _run(workdir, "SASRec", epochs=8, loss_type="inbatch")
     assert result["valid"]["hit@10"] > 0.15
+
+
+def test_recbole_general_model_runs_through_our_protocol(workdir):
+    """RecBole's own BPR (general, pairwise) gets sampled negatives and our evaluation."""
+    result = _run(workdir, "BPR", epochs=1, embedding_size=16)
+    assert result["config"]["train_neg_sample_args"]["distribution"] == "uniform"
+    assert list(result["test"]) == METRICS
