@@ -1,0 +1,6 @@
+"""``python -m recbole_microlens …`` is the ``recbole-microlens`` command."""
+import sys
+
+from recbole_microlens.cli import main
+
+sys.exit(main())

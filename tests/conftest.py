@@ -1,0 +1,23 @@
+"""Fixtures for the converter tests: small raw MicroLens files written into tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def write_raw(tmp_path):
+    """``write_raw(name, lines, crlf=True, bom=False)`` writes ``tmp_path/raw/name`` as UTF-8
+    with the official CRLF line ends and returns its path."""
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir(exist_ok=True)
+
+    def write(name: str, lines: list[str], *, crlf: bool = True, bom: bool = False) -> Path:
+        end = "\r\n" if crlf else "\n"
+        path = raw_dir / name
+        text = "".join(line + end for line in lines).encode("utf-8")
+        path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text)
+        return path
+
+    return write
