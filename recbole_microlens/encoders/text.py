@@ -1,0 +1,83 @@
+"""Title encoders: BERT-shaped transformers built from a config, as ordered blocks.
+
+Input is ``{"input_ids": [N, L], "attention_mask": [N, L]}``. Blocks pass a ``(hidden, mask)``
+pair, so a cached trunk output still knows which tokens are padding, and the last block is a
+masked mean pool (the sentence-transformers pooling, with which MiniLM was trained).
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+from recbole_microlens.encoders.checkpoints import CheckpointFormat, KeyRule
+
+if TYPE_CHECKING:
+    from recbole_microlens.encoders.registry import Blocks, Builder, InputSpec
+
+HiddenAndMask = tuple[torch.Tensor, torch.Tensor]
+
+# Shapes of the published checkpoints; vocabulary 30522 (BERT uncased WordPiece) unless overridden.
+BERT_SMALL = {"hidden_size": 512, "num_hidden_layers": 4, "num_attention_heads": 8, "intermediate_size": 2048}
+BERT_TINY = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512}
+MINILM_L6 = {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536}
+
+BERT_FORMAT = CheckpointFormat(
+    expected="a Hugging Face BERT folder (config.json + model.safetensors or pytorch_model.bin)",
+    rules=(
+        KeyRule(r"^(bert\.)?embeddings\.", "blocks.0.embeddings."),
+        KeyRule(r"^(bert\.)?encoder\.layer\.(?P<i>\d+)\.", "blocks.{i}.layer.", shift=1),
+    ),
+    # The pooler and pre-training heads are unused; position_ids is a constant buffer.
+    ignored=(r"^(bert\.)?pooler\.", r"^cls\.", r"position_ids$"),
+)
+
+
+class BertEmbed(nn.Module):
+    """Token ids -> embeddings, with the attention mask carried along."""
+
+    def __init__(self, embeddings: nn.Module):
+        super().__init__()
+        self.embeddings = embeddings
+
+    def forward(self, text: dict[str, torch.Tensor]) -> HiddenAndMask:
+        return self.embeddings(input_ids=text["input_ids"]), text["attention_mask"]
+
+
+class BertBlock(nn.Module):
+    """One transformer layer; padding tokens are masked out of attention."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_and_mask: HiddenAndMask) -> HiddenAndMask:
+        hidden, mask = hidden_and_mask
+        blocked = 1.0 - mask[:, None, None, :].to(hidden.dtype)
+        additive_mask = blocked * torch.finfo(hidden.dtype).min
+        return self.layer(hidden, attention_mask=additive_mask)[0], mask
+
+
+class MaskedMeanPool(nn.Module):
+    """``(hidden [N, L, D], mask [N, L]) -> [N, D]``: mean over the real tokens."""
+
+    def forward(self, hidden_and_mask: HiddenAndMask) -> torch.Tensor:
+        hidden, mask = hidden_and_mask
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def build_bert(shape: dict, spec_input: InputSpec, overrides: dict) -> Blocks:
+    """A randomly initialised BERT of ``shape`` (``overrides`` may set any BertConfig field,
+    e.g. ``vocab_size`` for a tokenizer trained on the titles)."""
+    config = BertConfig(**{**shape, **overrides})
+    model = BertModel(config, add_pooling_layer=False)
+    layers = [BertBlock(layer) for layer in model.encoder.layer]
+    return [BertEmbed(model.embeddings), *layers, MaskedMeanPool()], config.hidden_size
+
+
+def bert_builder(shape: dict) -> Builder:
+    return partial(build_bert, shape)
