@@ -16,11 +16,16 @@ from recbole_microlens.paths import properties_dir
 TYPE_LAYERS = {ModelType.SEQUENTIAL: "sequential", ModelType.GENERAL: "general"}
 
 
-def _yaml_layers(model: str, model_type: ModelType, dataset: str) -> list[Path]:
-    """Our yaml files for this run, in the order they apply (later wins)."""
+def _yaml_layers(model_class, dataset: str) -> list[Path]:
+    """Our yaml files for this run, in the order they apply (later wins).
+
+    A model inherits the yaml of the models it subclasses (SASRecV reads SASRec.yaml first).
+    """
     root = properties_dir()
-    layers = [root / "overall.yaml", root / f"{TYPE_LAYERS.get(model_type, '-')}.yaml"]
-    layers += [root / "model" / f"{model}.yaml", root / "dataset" / f"{dataset}.yaml"]
+    layers = [root / "overall.yaml", root / f"{TYPE_LAYERS.get(model_class.type, '-')}.yaml"]
+    lineage = [cls.__name__ for cls in reversed(model_class.__mro__) if hasattr(cls, "type")]
+    layers += [root / "model" / f"{name}.yaml" for name in lineage]
+    layers.append(root / "dataset" / f"{dataset}.yaml")
     return [path for path in layers if path.is_file()]
 
 
@@ -41,5 +46,5 @@ class MLConfig(Config):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        for path in _yaml_layers(model, model_class.type, dataset):
+        for path in _yaml_layers(model_class, dataset):
             self._update_internal_config_dict(str(path))

@@ -9,7 +9,6 @@ from recbole.utils import init_logger, init_seed
 
 from recbole_microlens.config import MLConfig
 from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.model import get_model
 from recbole_microlens.results import (
     jsonable_config,
@@ -32,7 +31,6 @@ def run_recbole_ml(
     """Train on the training split, select on valid NDCG@10, report valid and test metrics."""
     started = time.perf_counter()
     config = MLConfig(model, dataset, config_file_list, config_dict)
-    ensure_atomic_files(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = logging.getLogger()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from recbole.trainer import Trainer
@@ -14,38 +15,92 @@ from recbole.utils import set_color
 from tqdm import tqdm
 
 from recbole_microlens import compat
+from recbole_microlens.efficiency import TrunkCache, all_items_table, item_id_fields, unique_items_table
 from recbole_microlens.evaluation import RankCollector, mask_scores, metrics_from_ranks, target_ranks
 from recbole_microlens.io import atomic_open
 
 
+def content_tower(model):
+    """The model's item tower when it runs a content encoder, else None."""
+    tower = getattr(model, "item_tower", None)
+    return tower if getattr(tower, "encodes_content", False) else None
+
+
 @contextmanager
 def item_table_once(model):
-    """During evaluation, every ``item_tower.all_items()`` returns one precomputed table."""
+    """During evaluation, every item is embedded once and all lookups read that table."""
     tower = getattr(model, "item_tower", None)
     if tower is None:
         yield
         return
-    table = tower.all_items().detach()
-    original = tower.all_items
-    tower.all_items = lambda: table
-    try:
+    with tower.use_table(all_items_table(tower)):
         yield
-    finally:
-        tower.all_items = original
 
 
 class MLTrainer(Trainer):
     def __init__(self, config, model):
+        self.tower = content_tower(model)
         super().__init__(config, model)
         self.epoch_seconds: list[float] = []
+        self.epoch_items_encoded: list[int] = []
         self.valid_history: list[dict] = []
+        self.item_fields = item_id_fields(config)
+        self.unique_items = bool(self.tower is not None and config["unique_item_encoding"] is not False)
+        self.bf16 = bool(config["bf16"])
+        if self.tower is not None:
+            self.tower.checkpoint_blocks = bool(config["gradient_checkpointing"])
+
+    def _build_optimizer(self, **kwargs):
+        """A separate learning rate and weight decay for a content encoder (paper: 1e-4, text 5e-5)."""
+        if self.tower is None or "params" in kwargs:
+            return super()._build_optimizer(**kwargs)
+        encoder_params = {id(p) for p in self.tower.encoder.parameters()}
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in trainable if id(p) not in encoder_params]}]
+        encoder_trainable = [p for p in self.tower.encoder.parameters() if p.requires_grad]
+        if encoder_trainable:
+            groups.append({
+                "params": encoder_trainable,
+                "lr": self.config["encoder_learning_rate"] or self.learning_rate,
+                "weight_decay": self.config["encoder_weight_decay"]
+                if self.config["encoder_weight_decay"] is not None else self.weight_decay,
+            })
+        return super()._build_optimizer(params=groups, **kwargs)
 
     # -- training -------------------------------------------------------------------------------
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
+            callback_fn=None):
+        self._prepare_trunk_cache(show_progress)
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def _prepare_trunk_cache(self, show_progress: bool) -> None:
+        """``finetune: top``: compute the frozen trunk's output per item once, train the top only."""
+        if self.tower is None or not self.config["trunk_cache"]:
+            return
+        if self.tower.encoder.trainable_block_start == 0:
+            self.logger.info("trunk_cache ignored: the whole encoder trains (finetune: full)")
+            return
+        root = Path(self.config["checkpoint_dir"]) / "trunk_cache" / self.config["dataset"]
+        self.tower.trunk_cache = TrunkCache.open_or_build(
+            self.tower, root, dtype=self.config["trunk_cache_dtype"] or "float16",
+            batch_size=self.config["encode_chunk_size"] or 64, progress=show_progress)
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        encoded_before = self.tower.items_encoded if self.tower is not None else 0
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func or self._step_loss, show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
+        if self.tower is not None:
+            self.epoch_items_encoded.append(self.tower.items_encoded - encoded_before)
         return loss
+
+    def _step_loss(self, interaction):
+        """One step's loss; the trainer decides how items are encoded and in which precision."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            if not self.unique_items:
+                return self.model.calculate_loss(interaction)
+            with self.tower.use_table(unique_items_table(self.tower, interaction, self.item_fields)):
+                return self.model.calculate_loss(interaction)
 
     def _valid_epoch(self, valid_data, show_progress=False):
         score, result = super()._valid_epoch(valid_data, show_progress)

@@ -16,6 +16,7 @@ from recbole.utils import ModelType
 
 from recbole_microlens.compat import PandasCompatDatasetMixin
 from recbole_microlens.data.history import UserSequences
+from recbole_microlens.data.prepare import ensure_atomic_files
 
 # Leave-one-out: the validation target is 2nd from the end, the test target last.
 HOLDOUT_BY_PHASE = {"valid": 2, "test": 1}
@@ -124,7 +125,9 @@ class MLSequentialDataset(MicroLensDatasetMixin, SequentialDataset):
 
 
 def create_dataset(config):
-    """Our dataset class for the model's type (RecBole's create_dataset without its pickle cache)."""
+    """Our dataset class for the model's type (RecBole's create_dataset without its pickle
+    cache), converting raw files or generating the sample first when atomic files are missing."""
+    ensure_atomic_files(config)
     if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
         return MLSequentialDataset(config)
     return MLDataset(config)

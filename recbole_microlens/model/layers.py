@@ -1,26 +1,65 @@
 """ItemTower: the one seam between a recommender and how items become vectors.
 
-A model asks the tower to embed item ids, or every item; whether that is an ID table, a frozen
-feature matrix or an encoder over frames, covers or titles is configuration, not model code.
+A model asks the tower to embed item ids (``tower(ids)``), or every item (``all_items()``);
+whether that is an ID table, a frozen feature matrix or an encoder over frames, covers or titles
+is configuration, not model code. What a tower costs is the trainer's business: it may install a
+table of precomputed vectors (``use_table``) that answers instead of the tower's own ``embed``.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class ItemTable:
+    """Vectors of a sorted set of item ids; ``lookup`` maps any id tensor into it."""
+
+    def __init__(self, ids: torch.Tensor, vectors: torch.Tensor):
+        self.ids = ids
+        self.vectors = vectors
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.searchsorted(self.ids, ids.reshape(-1))
+        return self.vectors[positions].view(*ids.shape, -1)
 
 
 class ItemTower(nn.Module):
-    """Base class: ``forward(ids) -> [..., dim]`` with id 0 (padding) mapped to zeros."""
+    """Base class: ``forward(ids) -> [..., dim]``, id 0 (padding) mapped to zeros."""
+
+    #: whether embedding an item runs a content encoder (worth de-duplicating and caching)
+    encodes_content = False
 
     def __init__(self, n_items: int, dim: int):
         super().__init__()
         self.n_items = n_items
         self.dim = dim
+        self.table: ItemTable | None = None
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.table is not None:
+            return self.table.lookup(ids)
+        return self.embed(ids)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def all_items(self) -> torch.Tensor:
         """Vectors of every item id 0..n_items-1, [n_items, dim]."""
-        ids = torch.arange(self.n_items, device=self.device)
-        return self(ids)
+        if self.table is not None and len(self.table.ids) == self.n_items:
+            return self.table.vectors
+        return self.embed(torch.arange(self.n_items, device=self.device))
+
+    @contextlib.contextmanager
+    def use_table(self, table: ItemTable):
+        previous, self.table = self.table, table
+        try:
+            yield
+        finally:
+            self.table = previous
 
     @property
     def device(self) -> torch.device:
@@ -34,14 +73,135 @@ class IDItemTower(ItemTower):
         super().__init__(n_items, dim)
         self.embedding = nn.Embedding(n_items, dim, padding_idx=0)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.embedding(ids)
 
     def all_items(self) -> torch.Tensor:
-        return self.embedding.weight
+        return self.embedding.weight if self.table is None else super().all_items()
 
 
-ITEM_TOWERS = {"id": IDItemTower}
+class EncoderItemTower(ItemTower):
+    """An item encoder (video, image or text) trained end to end, projected to ``dim`` (VideoRec).
+
+    ``embed`` is the plain path: every id it is given is encoded (in chunks), as the reference
+    code does. ``trunk_cache`` (set by the trainer) replaces the frozen trunk ``blocks[:k]`` by
+    its cached per-item output; ``checkpoint_blocks`` recomputes activations in backward.
+    """
+
+    encodes_content = True
+
+    def __init__(self, n_items: int, dim: int, encoder, inputs, chunk_size: int = 256):
+        super().__init__(n_items, dim)
+        self.encoder = encoder
+        self.projection = nn.Linear(encoder.out_dim, dim)
+        self.inputs = inputs
+        self.chunk_size = chunk_size
+        self.trunk_cache = None
+        self.checkpoint_blocks = False
+        self.items_encoded = 0  # encoder passes, one per item vector computed
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        flat = ids.reshape(-1)
+        # balanced chunks: no 1-item remainder (BatchNorm cannot train on a single item)
+        parts = flat.tensor_split(max(1, -(-len(flat) // self.chunk_size)))
+        chunks = [self.encode(part) for part in parts if len(part)]
+        vectors = torch.cat(chunks) if chunks else flat.new_zeros((0, self.dim), dtype=torch.float)
+        vectors = vectors * (flat != 0).unsqueeze(1).to(vectors.dtype)  # padding -> zeros
+        return vectors.view(*ids.shape, self.dim)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """[N] ids -> [N, dim]: the encoder (from the trunk cache when set) and the projection."""
+        self.items_encoded += len(ids)
+        if self.trunk_cache is not None:
+            start, x = self.trunk_cache.start, self.trunk_cache.lookup(ids, self.device)
+        else:
+            start, x = 0, self.inputs(ids, self.device)
+        return self.projection(self._run(x, start))
+
+    def _run(self, x, start: int):
+        encoder, trainable = self.encoder, self.encoder.trainable_block_start
+        if start < trainable:
+            with torch.no_grad():
+                x = encoder.run_blocks(x, start, trainable)
+            start = trainable
+        if self.checkpoint_blocks and self.training:
+            for index in range(start, encoder.num_blocks):
+                x = checkpoint(encoder.run_blocks, x, index, index + 1, use_reentrant=False)
+            return x
+        return encoder.run_blocks(x, start, encoder.num_blocks)
+
+
+class FrozenFeatureItemTower(ItemTower):
+    """A learned ID table fused with frozen, pre-extracted item features (VIDRec).
+
+    The feature matrix is a buffer, never trained and not saved with the weights (it is read
+    from ``features_file``). ``sum``: ``e_id + W f``; ``concat``: ``P [e_id ; W f]``, the
+    concatenation projected back to ``dim``. Both share ``embedding`` and ``feature_projection``.
+    """
+
+    FUSIONS = ("sum", "concat")
+
+    def __init__(self, n_items: int, dim: int, features: torch.Tensor, fusion: str = "sum"):
+        super().__init__(n_items, dim)
+        if fusion not in self.FUSIONS:
+            raise ValueError(f"fusion must be one of {self.FUSIONS}, got {fusion!r}")
+        if features.shape[0] != n_items:
+            raise ValueError(f"{features.shape[0]} feature rows for {n_items} item ids")
+        self.fusion = fusion
+        self.embedding = nn.Embedding(n_items, dim, padding_idx=0)
+        self.register_buffer("features", features.float(), persistent=False)
+        self.feature_projection = nn.Linear(features.shape[1], dim)
+        self.fusion_projection = nn.Linear(2 * dim, dim) if fusion == "concat" else None
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        id_part = self.embedding(ids)
+        feature_part = self.feature_projection(self.features[ids])
+        if self.fusion_projection is None:
+            fused = id_part + feature_part
+        else:
+            fused = self.fusion_projection(torch.cat([id_part, feature_part], dim=-1))
+        return fused * (ids != 0).unsqueeze(-1).to(fused.dtype)  # padding -> zeros
+
+
+def _build_id_tower(config, dataset, dim):
+    return IDItemTower(dataset.item_num, dim)
+
+
+def _build_encoder_tower(config, dataset, dim):
+    from recbole_microlens.data.item_inputs import build_item_inputs
+    from recbole_microlens.encoders import ENCODERS, build_encoder
+    from recbole_microlens.encoders.registry import InputSpec
+
+    name = config["item_encoder"]
+    if name not in ENCODERS:
+        raise ValueError(f"item_encoder {name!r} is unknown; choose one of {sorted(ENCODERS)}")
+    spec = ENCODERS[name]
+    modality = config["item_modality"] or spec.modality
+    if modality != spec.modality:
+        raise ValueError(f"item_encoder {name} encodes {spec.modality}, not item_modality {modality}")
+    overrides = dict(config["encoder_overrides"] or {})
+    if config["frame_num"]:
+        overrides["frames"] = config["frame_num"]
+    input_fields = {field.name for field in dataclasses.fields(InputSpec)}
+    input_spec = dataclasses.replace(spec.input, **{k: v for k, v in overrides.items() if k in input_fields})
+    inputs = build_item_inputs(config, dataset, modality, input_spec)
+    if modality == "text" and inputs.vocab_size and not config["encoder_checkpoint"]:
+        overrides.setdefault("vocab_size", inputs.vocab_size)
+    encoder = build_encoder(name, checkpoint=config["encoder_checkpoint"], overrides=overrides)
+    encoder.set_finetune(config["finetune"] or "top", config["finetune_top_blocks"] or 1)
+    return EncoderItemTower(dataset.item_num, dim, encoder, inputs,
+                            chunk_size=config["encode_chunk_size"] or 256)
+
+
+def _build_id_features_tower(config, dataset, dim):
+    from recbole_microlens.features import dataset_item_features
+
+    return FrozenFeatureItemTower(dataset.item_num, dim, dataset_item_features(config, dataset),
+                                  fusion=config["fusion"] or "sum")
+
+
+ITEM_TOWERS = {"id": _build_id_tower, "encoder": _build_encoder_tower,
+               "id+features": _build_id_features_tower}
 
 
 def build_item_tower(config, dataset, dim: int) -> ItemTower:
@@ -49,4 +209,4 @@ def build_item_tower(config, dataset, dim: int) -> ItemTower:
     name = config["item_tower"] or "id"
     if name not in ITEM_TOWERS:
         raise ValueError(f"item_tower {name!r} is unknown; choose one of {sorted(ITEM_TOWERS)}")
-    return ITEM_TOWERS[name](dataset.item_num, dim)
+    return ITEM_TOWERS[name](config, dataset, dim)

@@ -42,6 +42,15 @@ class MLSequentialRecommender(SequentialRecommender):
         """[B, L, D] item vectors -> [B, L, D] states; position t sees items 0..t only."""
         raise NotImplementedError
 
+    def init_weights(self):
+        """Initialise the recommender's own layers; a content encoder keeps its weights
+        (random from its builder, or loaded from ``encoder_checkpoint``)."""
+        encoder = getattr(self.item_tower, "encoder", None)
+        skip = set(encoder.modules()) if encoder is not None else set()
+        for module in self.modules():
+            if module not in skip:
+                self._init_weights(module)
+
     def _init_weights(self, module):
         """RecBole's SASRec initialisation, shared by all our backbones."""
         if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):

@@ -21,7 +21,7 @@ class GRU4Rec(MLSequentialRecommender):
             batch_first=True,
         )
         self.dense = nn.Linear(config["hidden_size"], self.item_dim)
-        self.apply(self._init_weights)
+        self.init_weights()
         for name, param in self.gru_layers.named_parameters():
             if "weight" in name:
                 nn.init.xavier_uniform_(param)
@@ -29,3 +29,8 @@ class GRU4Rec(MLSequentialRecommender):
     def encode(self, item_emb, item_seq, item_seq_len):
         states, _ = self.gru_layers(self.emb_dropout(item_emb))
         return self.dense(states)
+
+
+class GRU4RecV(GRU4Rec):
+    """VideoRec: GRU4Rec with the item ID embedding replaced by a content encoder trained end to end
+    (video by default; covers or titles by `item_modality`). Defaults: properties/model/GRU4RecV.yaml."""

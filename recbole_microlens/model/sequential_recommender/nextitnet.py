@@ -22,7 +22,12 @@ class NextItNet(MLSequentialRecommender):
             ]
         )
         self.final_layer = nn.Linear(dim, dim)
-        self.apply(self._init_weights)
+        self.init_weights()
 
     def encode(self, item_emb, item_seq, item_seq_len):
         return self.final_layer(self.residual_blocks(item_emb))
+
+
+class NextItNetV(NextItNet):
+    """VideoRec: NextItNet with the item ID embedding replaced by a content encoder trained end to end
+    (video by default; covers or titles by `item_modality`). Defaults: properties/model/NextItNetV.yaml."""

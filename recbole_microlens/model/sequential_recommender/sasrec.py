@@ -27,10 +27,15 @@ class SASRec(MLSequentialRecommender):
         )
         self.layer_norm = nn.LayerNorm(self.item_dim, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
-        self.apply(self._init_weights)
+        self.init_weights()
 
     def encode(self, item_emb, item_seq, item_seq_len):
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
         hidden = self.dropout(self.layer_norm(item_emb + self.position_embedding(positions)))
         attention_mask = self.get_attention_mask(item_seq)
         return self.trm_encoder(hidden, attention_mask, output_all_encoded_layers=True)[-1]
+
+
+class SASRecV(SASRec):
+    """VideoRec: SASRec with the item ID embedding replaced by a content encoder trained end to end
+    (video by default; covers or titles by `item_modality`). Defaults: properties/model/SASRecV.yaml."""

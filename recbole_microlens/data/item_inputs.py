@@ -1,0 +1,120 @@
+"""Encoder inputs for internal item ids, read from the per-dataset media stores.
+
+The data layer owns files: stores are built once per dataset (on first use), opened once, and
+each call turns a batch of item ids into the tensor (or token dict) an encoder expects. Models
+only ever see ``inputs(ids)``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recbole_microlens.data.media import FrameSpec, MediaStore, build_cover_store, build_frame_store
+from recbole_microlens.data.text import TitleStore, prepare_titles
+
+logger = logging.getLogger(__name__)
+
+
+class ItemInputs:
+    """``inputs(ids) -> encoder input`` for a store whose rows are indexed by item token."""
+
+    def __init__(self, store, item_tokens: list[str], convert):
+        self.store = store
+        self.rows_by_id = torch.from_numpy(np.asarray(store.rows_for(item_tokens), dtype=np.int64))
+        self.convert = convert
+
+    def __call__(self, ids: torch.Tensor, device=None):
+        rows = self.rows_by_id[ids.cpu()].numpy()
+        return self.convert(self.store[rows], device or ids.device)
+
+    @property
+    def vocab_size(self) -> int | None:
+        return getattr(self.store, "meta", {}).get("vocab_size")
+
+
+def _normaliser(mean, std, channel_axis_shape):
+    mean = torch.tensor(mean, dtype=torch.float32).view(channel_axis_shape)
+    std = torch.tensor(std, dtype=torch.float32).view(channel_axis_shape)
+    return mean, std
+
+
+def clips_to_tensor(input_spec):
+    """uint8 [N, T, S, S, 3] -> normalised float [N, 3, T, S, S]."""
+    mean, std = _normaliser(input_spec.mean, input_spec.std, (1, 3, 1, 1, 1))
+
+    def convert(frames: np.ndarray, device):
+        clips = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+        clips = clips.permute(0, 4, 1, 2, 3).float().div_(255.0)
+        return (clips - mean.to(device)) / std.to(device)
+
+    return convert
+
+
+def images_to_tensor(input_spec):
+    """uint8 [N, S, S, 3] -> normalised float [N, 3, S, S]."""
+    mean, std = _normaliser(input_spec.mean, input_spec.std, (1, 3, 1, 1))
+
+    def convert(images: np.ndarray, device):
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        return (batch - mean.to(device)) / std.to(device)
+
+    return convert
+
+
+def tokens_to_device(token_batch: dict, device):
+    return {key: value.to(device) for key, value in token_batch.items()}
+
+
+def _raw_dir(config) -> Path:
+    return Path(config["raw_data_path"] or Path(config["data_path"]) / "raw")
+
+
+def _item_tokens(dataset) -> list[str]:
+    return list(dataset.field2id_token[dataset.iid_field])
+
+
+def _open_frames(config, dataset, input_spec):
+    spec = FrameSpec(num_frames=input_spec.frames, interval=config["frame_interval"] or 1,
+                     size=input_spec.size)
+    raw = _raw_dir(config)
+    covers = raw / "covers"
+    report = build_frame_store(raw / "videos", _item_tokens(dataset)[1:], Path(config["data_path"]) / "media",
+                               spec, covers_dir=covers if covers.is_dir() else None,
+                               workers=config["media_workers"] or 2, progress=config["show_progress"])
+    _log_report(report)
+    return MediaStore.open(report.folder), clips_to_tensor(input_spec)
+
+
+def _open_covers(config, dataset, input_spec):
+    report = build_cover_store(_raw_dir(config) / "covers", _item_tokens(dataset)[1:],
+                               Path(config["data_path"]) / "media", input_spec.size,
+                               workers=config["media_workers"] or 2, progress=config["show_progress"])
+    _log_report(report)
+    return MediaStore.open(report.folder), images_to_tensor(input_spec)
+
+
+def _open_titles(config, dataset, input_spec):
+    folder = prepare_titles(Path(config["data_path"]), config["tokenizer_path"],
+                            max_length=config["title_max_length"] or input_spec.max_tokens or 32)
+    return TitleStore.open(folder), tokens_to_device
+
+
+def _log_report(report) -> None:
+    problems = {k: v for k, v in report.counts.items() if k != "ok" and v}
+    logger.info("media store %s: %s%s", report.folder, report.counts,
+                f" (fallback inputs for {problems})" if problems else "")
+
+
+OPENERS = {"video": _open_frames, "image": _open_covers, "text": _open_titles}
+
+
+def build_item_inputs(config, dataset, modality: str, input_spec) -> ItemInputs:
+    """Build (first use) or open the store of ``modality`` and index it by internal item id."""
+    if modality not in OPENERS:
+        raise ValueError(f"item_modality {modality!r} is unknown; choose one of {sorted(OPENERS)}")
+    store, convert = OPENERS[modality](config, dataset, input_spec)
+    return ItemInputs(store, _item_tokens(dataset), convert)

@@ -1,0 +1,147 @@
+"""What content towers cost, and the exact ways the trainer avoids paying it.
+
+* ``unique_items_table``: encode each distinct item of a step once (padding never), and let
+  every lookup in the step read that table (the reference code encodes every occurrence, ~56x
+  duplication per epoch, and every padding slot);
+* ``all_items_table``: evaluation encodes every item once, then ranks with one matrix product;
+* ``TrunkCache``: with the lower blocks frozen (``finetune: top``), their output per item is
+  computed once, stored memory-mapped (fp16 by default), and training runs only the top blocks.
+
+Each is switchable (``unique_item_encoding``, ``trunk_cache``) so it can be compared with the
+plain path, and each is exact: tests compare losses and gradients with the plain path.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from recbole_microlens.io import write_json_atomic
+from recbole_microlens.model.layers import ItemTable
+
+logger = logging.getLogger(__name__)
+
+
+def table_for(tower, ids: torch.Tensor) -> ItemTable:
+    """Vectors of the sorted distinct ``ids``; id 0 gets zeros without being encoded."""
+    ids = torch.unique(ids.reshape(-1))
+    real = ids[ids > 0]
+    vectors = tower.embed(real)
+    if len(real) < len(ids):
+        vectors = torch.cat([vectors.new_zeros((1, vectors.size(1))), vectors])
+    return ItemTable(ids, vectors)
+
+
+def unique_items_table(tower, interaction, item_fields) -> ItemTable:
+    """The table of every item id a training step will look up."""
+    present = [interaction[field].reshape(-1) for field in item_fields if field in interaction]
+    return table_for(tower, torch.cat(present))
+
+
+def all_items_table(tower) -> ItemTable:
+    return table_for(tower, torch.arange(tower.n_items, device=tower.device))
+
+
+def item_id_fields(config) -> list[str]:
+    """Interaction fields holding item ids: target, input window, sampled negatives."""
+    iid = config["ITEM_ID_FIELD"]
+    return [iid, iid + config["LIST_SUFFIX"], config["NEG_PREFIX"] + iid]
+
+
+# ------------------------------------------------------------------------------ trunk cache ---
+def _flatten(value):
+    """A block output as a list of tensors plus how to rebuild it."""
+    if torch.is_tensor(value):
+        return [value], None
+    return list(value), type(value)
+
+
+def _rebuild(parts, kind):
+    if kind is None:
+        return parts[0]
+    return kind(*parts) if hasattr(kind, "_fields") else kind(parts)
+
+
+class TrunkCache:
+    """Output of ``encoder.blocks[:start]`` for every item row, memory-mapped."""
+
+    def __init__(self, folder: Path, start: int):
+        self.folder, self.start = Path(folder), start
+        meta = json.loads((self.folder / "meta.json").read_text())
+        self.parts = [np.load(self.folder / f"part{i}.npy", mmap_mode="r") for i in range(meta["parts"])]
+        self.float_parts = meta["float_parts"]
+        self.kind = None  # rebuilt structure, set by build/open from the live encoder
+        self.items = meta["items"]
+
+    def lookup(self, ids: torch.Tensor, device) -> object:
+        rows = ids.cpu().numpy()
+        parts = []
+        for array, is_float in zip(self.parts, self.float_parts):
+            tensor = torch.from_numpy(np.ascontiguousarray(array[rows])).to(device)
+            parts.append(tensor.float() if is_float else tensor)
+        return _rebuild(parts, self.kind)
+
+    @property
+    def bytes_per_item(self) -> int:
+        return sum(int(np.prod(a.shape[1:])) * a.dtype.itemsize for a in self.parts)
+
+    @classmethod
+    def open_or_build(cls, tower, root: Path, *, dtype: str = "float16", batch_size: int = 64,
+                      progress: bool = True) -> "TrunkCache":
+        """Reuse the cache for this trunk (same weights, inputs and dtype) or compute it."""
+        encoder, start = tower.encoder, tower.encoder.trainable_block_start
+        folder = Path(root) / f"{encoder.name}-k{start}-{dtype}-{_trunk_key(tower, start, dtype)}"
+        if not (folder / "meta.json").is_file():
+            _build(tower, folder, start, np.dtype(dtype), batch_size, progress)
+        cache = cls(folder, start)
+        _, cache.kind = _flatten(_trunk_output(tower, torch.tensor([1], device=tower.device), start))
+        return cache
+
+
+def _trunk_key(tower, start: int, dtype: str) -> str:
+    """Hash of the trunk's weights and buffers and of the input store: reuse only when exact."""
+    digest = hashlib.sha256(f"{start}:{dtype}:{getattr(tower.inputs.store, 'folder', '')}".encode())
+    for name, tensor in tower.encoder.blocks[:start].state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+@torch.no_grad()
+def _trunk_output(tower, ids: torch.Tensor, start: int):
+    return tower.encoder.run_blocks(tower.inputs(ids, tower.device), 0, start)
+
+
+@torch.no_grad()
+def _build(tower, folder: Path, start: int, dtype: np.dtype, batch_size: int, progress: bool):
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    n_items, arrays = tower.n_items, None
+    batches = torch.arange(n_items, device=tower.device).split(batch_size)
+    for ids in tqdm(batches, desc=f"Trunk cache ({tower.encoder.name} blocks[:{start}])",
+                    disable=not progress, ncols=100):
+        parts, _ = _flatten(_trunk_output(tower, ids, start))
+        if arrays is None:
+            arrays = [_open_part(tmp / f"part{i}.npy", p, n_items, dtype) for i, p in enumerate(parts)]
+        for array, part in zip(arrays, parts):
+            array[ids.cpu().numpy()] = part.cpu().numpy().astype(array.dtype)
+    for array in arrays:
+        array.flush()
+    float_parts = [bool(np.issubdtype(a.dtype, np.floating)) for a in arrays]
+    write_json_atomic(tmp / "meta.json", {"parts": len(arrays), "float_parts": float_parts,
+                                          "items": n_items, "start_block": start,
+                                          "encoder": tower.encoder.name, "dtype": str(dtype)})
+    tmp.rename(folder)
+    logger.info("trunk cache of %d items written to %s", n_items, folder)
+
+
+def _open_part(path: Path, part: torch.Tensor, n_items: int, dtype: np.dtype):
+    stored = dtype if part.is_floating_point() else part.cpu().numpy().dtype
+    return np.lib.format.open_memmap(path, mode="w+", dtype=stored, shape=(n_items,) + tuple(part.shape[1:]))

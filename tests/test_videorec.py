@@ -1,0 +1,153 @@
+"""VideoRec: content towers trained end to end, and the trainer's exact speed-ups."""
+import pytest
+import torch
+from recbole.data import data_preparation
+
+from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.sample import generate_sample_raw
+from recbole_microlens.model import get_model
+from recbole_microlens.quick_start import run_recbole_ml
+from recbole_microlens.trainer import MLTrainer
+from tests.helpers import make_config
+
+TINY_VIDEO = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16}}
+TINY_TEXT = {"item_encoder": "bert-tiny", "item_modality": "text"}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videorec")
+    generate_sample_raw(root / "raw", n_users=40, n_items=40, seed=3)
+    return root
+
+
+def build(root, model="SASRecV", **overrides):
+    options = {"raw_data_path": str(root / "raw"), "train_batch_size": 8, "hidden_size": 16,
+               "inner_size": 32, "embedding_size": 16, "encode_chunk_size": 16, **overrides}
+    config = make_config(root / "atomic", "tinylens", model=model, **options)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    torch.manual_seed(0)
+    model = get_model(model)(config, train._dataset)
+    return config, model, MLTrainer(config, model), train, valid, test
+
+
+def loss_and_grads(trainer, model, batch):
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = trainer._step_loss(batch)
+    return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+
+def assert_same(a, b, atol=1e-6):
+    (loss_a, grads_a), (loss_b, grads_b) = a, b
+    assert torch.allclose(loss_a, loss_b, atol=atol), (loss_a, loss_b)
+    for ga, gb in zip(grads_a, grads_b):
+        if ga is None or gb is None:
+            assert ga is None and gb is None
+        else:
+            assert torch.allclose(ga, gb, atol=atol, rtol=1e-4)
+
+
+@pytest.mark.parametrize("encoder", [TINY_TEXT, TINY_VIDEO], ids=["text", "video"])
+def test_unique_item_encoding_is_exact_and_cheaper(root, encoder):
+    _, model, trainer, train, _, _ = build(root, finetune="full", trunk_cache=False, **encoder)
+    model.eval()  # dropout off; BatchNorm on running statistics (batch statistics would differ)
+    batch = next(iter(train))
+    tower = model.item_tower
+    trainer.unique_items = False
+    tower.items_encoded = 0
+    naive = loss_and_grads(trainer, model, batch)
+    naive_passes = tower.items_encoded
+    trainer.unique_items = True
+    tower.items_encoded = 0
+    unique = loss_and_grads(trainer, model, batch)
+    assert_same(naive, unique)
+    ids = torch.cat([batch["item_id_list"].flatten(), batch["item_id"]])
+    assert tower.items_encoded == len(torch.unique(ids[ids > 0]))
+    assert naive_passes >= batch["item_id_list"].numel() > tower.items_encoded
+
+
+def test_trunk_cache_float32_is_exact_float16_is_close(root):
+    _, model, trainer, train, _, _ = build(root, finetune="top", trunk_cache=False, **TINY_VIDEO)
+    model.eval()  # no dropout, BatchNorm on running statistics: a deterministic comparison
+    batch = next(iter(train))
+    plain = loss_and_grads(trainer, model, batch)
+    for dtype, atol in (("float32", 1e-5), ("float16", 5e-2)):
+        trainer.config["trunk_cache_dtype"] = dtype
+        trainer.config["trunk_cache"] = True
+        trainer._prepare_trunk_cache(show_progress=False)
+        cached = loss_and_grads(trainer, model, batch)
+        assert_same(plain, cached, atol=atol)
+        model.item_tower.trunk_cache = None
+    trunk = model.item_tower.encoder.trainable_block_start
+    assert 0 < trunk < model.item_tower.encoder.num_blocks
+
+
+def test_trunk_cache_trains_only_the_top(root):
+    _, model, trainer, train, _, _ = build(root, finetune="top", **TINY_VIDEO)
+    trainer._prepare_trunk_cache(show_progress=False)
+    encoder = model.item_tower.encoder
+    trunk_params = [p for b in encoder.blocks[: encoder.trainable_block_start] for p in b.parameters()]
+    assert trunk_params and not any(p.requires_grad for p in trunk_params)
+    before = [p.detach().clone() for p in encoder.parameters()]
+    trainer._train_epoch(train, 0)
+    changed = [not torch.equal(b, p) for b, p in zip(before, encoder.parameters())]
+    assert any(changed)
+    assert not any(c for c, p in zip(changed, encoder.parameters()) if not p.requires_grad)
+
+
+def test_evaluation_encodes_every_item_once(root):
+    _, model, trainer, _, valid, _ = build(root, **TINY_TEXT)
+    tower = model.item_tower
+    tower.items_encoded = 0
+    with_table = trainer.evaluate(valid, load_best_model=False)
+    assert tower.items_encoded == tower.n_items - 1  # every real item once, padding never
+    model.eval()
+    batch = next(iter(valid))[0]
+    direct = model.full_sort_predict(batch)  # no table: encodes every item again
+    from recbole_microlens.trainer import item_table_once
+
+    with torch.no_grad(), item_table_once(model):
+        assert torch.allclose(model.full_sort_predict(batch), direct, atol=1e-5)
+    assert set(with_table) == {"hit@10", "ndcg@10", "hit@20", "ndcg@20"}
+
+
+def test_encoder_gets_its_own_learning_rate(root):
+    _, model, trainer, *_ = build(root, learning_rate=1e-3, encoder_learning_rate=5e-5, **TINY_TEXT)
+    groups = trainer.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [1e-3, 5e-5]
+    encoder_ids = {id(p) for p in model.item_tower.encoder.parameters()}
+    assert all(id(p) in encoder_ids for p in groups[1]["params"])
+
+
+def test_bf16_autocast_and_checkpointing_keep_the_loss(root):
+    _, model, trainer, train, _, _ = build(root, finetune="full", trunk_cache=False, **TINY_TEXT)
+    model.eval()
+    batch = next(iter(train))
+    reference = loss_and_grads(trainer, model, batch)
+    model.item_tower.checkpoint_blocks = True
+    model.train()
+    model.eval()
+    assert_same(reference, loss_and_grads(trainer, model, batch), atol=1e-5)
+    trainer.bf16 = True
+    loss_bf16 = trainer._step_loss(batch)
+    assert abs(loss_bf16.item() - reference[0].item()) < 0.1
+
+
+@pytest.mark.parametrize("model", ["SASRecV", "GRU4RecV", "NextItNetV"])
+def test_videorec_models_run_end_to_end(root, model):
+    result = run_recbole_ml(model, "tinylens", config_dict={
+        "data_path": str(root / "atomic"), "raw_data_path": str(root / "raw"),
+        "checkpoint_dir": str(root / "saved"), "epochs": 1, "show_progress": False,
+        "train_batch_size": 16, "hidden_size": 16, "inner_size": 32, "embedding_size": 16,
+        **TINY_VIDEO})
+    assert 0.0 <= result["test"]["hit@10"] <= 1.0
+    assert result["config"]["item_tower"] == "encoder"
+
+
+def test_covers_as_items(root):
+    result = run_recbole_ml("SASRecV", "tinylens", config_dict={
+        "data_path": str(root / "atomic"), "raw_data_path": str(root / "raw"),
+        "checkpoint_dir": str(root / "saved"), "epochs": 1, "show_progress": False,
+        "train_batch_size": 16, "hidden_size": 16, "inner_size": 32,
+        "item_modality": "image", "item_encoder": "resnet18", "encoder_overrides": {"size": 32}})
+    assert result["config"]["item_modality"] == "image"
