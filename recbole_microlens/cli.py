@@ -9,6 +9,7 @@ from pathlib import Path
 
 from recbole_microlens.data.convert import convert_dataset
 from recbole_microlens.data.raw import RawFilesError, RawFormatError, detect_raw_files
+from recbole_microlens.tune import add_tune_arguments, run_tune_from_args
 
 # ``--pairs-tsv`` -> RawFiles.pairs_tsv, and so on: explicit files that win over detection.
 FILE_OPTIONS = ("pairs_tsv", "pairs_csv", "titles", "title_en", "likes_views", "tags", "comments",
@@ -26,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="MicroLens benchmark tools for RecBole.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_convert(commands)
+    _add_prepare_media(commands)
+    _add_encoders(commands)
+    _add_tune(commands)
     return parser
 
 
@@ -65,6 +69,79 @@ def run_convert(args: argparse.Namespace) -> int:
     print(statistics_table(meta))
     print(f"wrote {args.out / args.dataset} in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _add_prepare_media(commands) -> None:
+    parser = commands.add_parser(
+        "prepare-media", help="decode videos, covers and titles into per-dataset stores",
+        description="Build the uint8 frame and cover stores and the tokenised title store of a "
+                    "converted dataset (training builds them on first use too).")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--data-path", type=Path, default=Path("atomic_files"),
+                        help="root of converted datasets (default: atomic_files)")
+    parser.add_argument("--raw-dir", type=Path, help="raw folder with videos/ and covers/ "
+                        "(default: <data-path>/<dataset>/raw)")
+    parser.add_argument("--frames", type=int, default=5, help="frames per clip (default 5)")
+    parser.add_argument("--interval", type=int, default=1, help="frame interval (default 1)")
+    parser.add_argument("--size", type=int, default=224, help="frame and cover size (default 224)")
+    parser.add_argument("--tokenizer", type=Path, help="local tokenizer folder for titles "
+                        "(default: a WordPiece trained on the titles)")
+    parser.add_argument("--title-max-length", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.set_defaults(run=run_prepare_media)
+
+
+def run_prepare_media(args: argparse.Namespace) -> int:
+    from recbole_microlens.data.media import FrameSpec, prepare_media
+    from recbole_microlens.data.text import prepare_titles
+
+    dataset_dir = args.data_path / args.dataset
+    if not (dataset_dir / f"{args.dataset}.inter").is_file():
+        print(f"error: no atomic files in {dataset_dir}; run `recbole-microlens convert` first",
+              file=sys.stderr)
+        return 2
+    spec = FrameSpec(num_frames=args.frames, interval=args.interval, size=args.size)
+    reports = prepare_media(dataset_dir, args.raw_dir or dataset_dir / "raw", frames=spec,
+                            covers_size=args.size, workers=args.workers)
+    for kind, report in reports.items():
+        print(f"{kind:<7} {report.folder}: {report.counts} ({report.seconds:.1f} s)")
+    if (dataset_dir / f"{args.dataset}.titles.csv").is_file():
+        print(f"titles  {prepare_titles(dataset_dir, args.tokenizer, args.title_max_length)}")
+    return 0
+
+
+def _add_encoders(commands) -> None:
+    parser = commands.add_parser("encoders", help="list the item encoders (video, image, text)")
+    parser.add_argument("--modality", choices=("video", "image", "text"))
+    parser.set_defaults(run=run_encoders)
+
+
+def run_encoders(args: argparse.Namespace) -> int:
+    from recbole_microlens.encoders import ENCODERS, list_encoders
+
+    for name in list_encoders(args.modality):
+        spec = ENCODERS[name]
+        print(f"{name:<15} {spec.modality:<6} {spec.description}")
+    return 0
+
+
+def _add_tune(commands) -> None:
+    parser = commands.add_parser(
+        "tune", help="hyper-parameter search with Ray Tune",
+        description="Sweep a tune yaml (properties/tune/) with one Ray trial per grid point; "
+                    "choose on valid NDCG@10, then read the chosen trial's test metrics.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--config-files", nargs="+", type=Path, metavar="FILE",
+                        help="yaml files every trial reads")
+    add_tune_arguments(parser)
+    parser.set_defaults(run=run_tune_command)
+
+
+def run_tune_command(args: argparse.Namespace) -> int:
+    """Exit 0 when a trial was chosen, 1 when none completed."""
+    result = run_tune_from_args(args, config_files=args.config_files)
+    return 0 if result.best is not None else 1
 
 
 def statistics_table(meta: dict) -> str:

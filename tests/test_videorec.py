@@ -151,3 +151,21 @@ def test_covers_as_items(root):
         "train_batch_size": 16, "hidden_size": 16, "inner_size": 32,
         "item_modality": "image", "item_encoder": "resnet18", "encoder_overrides": {"size": 32}})
     assert result["config"]["item_modality"] == "image"
+
+
+def test_prepare_media_and_encoders_commands(root, capsys):
+    from recbole_microlens import cli
+
+    build(root, **TINY_TEXT)  # converts the raw files into root/atomic/tinylens
+    code = cli.main(["prepare-media", "--dataset", "tinylens", "--data-path", str(root / "atomic"),
+                     "--raw-dir", str(root / "raw"), "--size", "16", "--workers", "1"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    media = root / "atomic" / "tinylens" / "media"
+    assert (media / "frames_n5_i1_s16" / "meta.json").is_file()
+    assert (media / "covers_s16" / "meta.json").is_file()
+    assert "'missing': 1" in printed  # the sample's deliberately missing video is reported
+    assert cli.main(["encoders"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 21 and listed[0].startswith("r3d-r18")
+    assert cli.main(["prepare-media", "--dataset", "nothing", "--data-path", str(root)]) == 2
