@@ -45,6 +45,10 @@ def write_json_atomic(path: str | os.PathLike, obj, **dump_kwargs) -> None:
         handle.write("\n")
 
 
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Streaming sha256 of a file (inputs can be many GB)."""
     digest = hashlib.sha256()

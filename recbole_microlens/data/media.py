@@ -53,7 +53,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from recbole_microlens.io import atomic_open, write_json_atomic
+from recbole_microlens.io import atomic_open, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -464,7 +464,7 @@ def _check_tokens(tokens: list[str]) -> None:
 def _is_complete(folder: Path, tokens: list[str]) -> bool:
     """A finished store holding every requested item (it may hold more, in another order)."""
     return ((folder / "meta.json").is_file()
-            and set(tokens) <= set(_read_json(folder / "index.json")["tokens"]))
+            and set(tokens) <= set(read_json(folder / "index.json")["tokens"]))
 
 
 def _open_build(folder: Path, spec, tokens: list[str]) -> np.ndarray:
@@ -474,7 +474,7 @@ def _open_build(folder: Path, spec, tokens: list[str]) -> np.ndarray:
     shape = (len(tokens), *spec.row_shape)
     resumable = (index_file.is_file() and status_file.is_file() and data_file.is_file()
                  and data_file.stat().st_size == np.prod(shape)
-                 and _read_json(index_file)["tokens"] == tokens)
+                 and read_json(index_file)["tokens"] == tokens)
     if resumable:
         logger.info("resuming %s store %s", spec.kind, folder)
         return np.load(status_file)
@@ -608,7 +608,7 @@ def _problems(tokens: list[str], status: np.ndarray) -> dict[str, str]:
 
 
 def _report_from_meta(folder: Path) -> StoreReport:
-    meta = _read_json(folder / "meta.json")
+    meta = read_json(folder / "meta.json")
     return StoreReport(folder, meta["kind"], meta["counts"], meta["problems"], reused=True)
 
 
@@ -620,10 +620,6 @@ def _log_report(report: StoreReport) -> None:
                        report.kind, report.folder, len(report.problems),
                        ", ".join(f"{n} {s}" for s, n in report.counts.items()
                                  if n and s not in ("ok", "pending")))
-
-
-def _read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # ============================================================================= reading ===
@@ -645,36 +641,37 @@ class TokenRows:
                            count=len(tokens))
 
 
-class MediaStore:
-    """A complete store, mapped read-only: open once per process, then index rows.
+class IndexedStore:
+    """A complete store folder (``meta.json``, ``index.json``, arrays), opened read-only.
 
-    Pickling (e.g. into DataLoader workers) sends only the folder; the copy maps the file again.
+    Open once per process, then index rows by item token. Pickling (e.g. into DataLoader
+    workers) sends only the folder; the copy maps the files again.
     """
+
+    kind_name = "store"
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         meta_file = self.folder / "meta.json"
         if not meta_file.is_file():
-            raise FileNotFoundError(f"{self.folder} is not a complete media store (no meta.json)")
-        self.meta = _read_json(meta_file)
-        self.spec = SPEC_TYPES[self.meta["kind"]](**self.meta["spec"])
-        index = _read_json(self.folder / "index.json")
+            raise FileNotFoundError(f"{self.folder} is not a complete {self.kind_name} (no meta.json)")
+        self.meta = read_json(meta_file)
+        index = read_json(self.folder / "index.json")
         self.tokens = index["tokens"]
         self.status = np.array(index["status"])
         self._rows = TokenRows(self.tokens, self.folder)
-        self.data = np.memmap(self.folder / self.meta["data_file"], dtype=np.uint8, mode="r",
-                              shape=tuple(self.meta["shape"]))
+        self._map_arrays()
+
+    def _map_arrays(self) -> None:
+        raise NotImplementedError
 
     @classmethod
-    def open(cls, folder: str | os.PathLike) -> "MediaStore":
+    def open(cls, folder: str | os.PathLike):
         return cls(folder)
 
     def rows_for(self, tokens: Iterable[str]) -> np.ndarray:
         """Row of each item token (``[PAD]`` -> the padding row); unknown tokens raise KeyError."""
         return self._rows(tokens)
-
-    def __getitem__(self, rows) -> np.ndarray:
-        return np.asarray(self.data[rows])
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -684,6 +681,20 @@ class MediaStore:
 
     def __setstate__(self, state):
         self.__init__(state["folder"])
+
+
+class MediaStore(IndexedStore):
+    """Frames or covers: one uint8 memory-mapped array, a row per item."""
+
+    kind_name = "media store"
+
+    def _map_arrays(self) -> None:
+        self.spec = SPEC_TYPES[self.meta["kind"]](**self.meta["spec"])
+        self.data = np.memmap(self.folder / self.meta["data_file"], dtype=np.uint8, mode="r",
+                              shape=tuple(self.meta["shape"]))
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return np.asarray(self.data[rows])
 
 
 # =========================================================================== datasets ===

@@ -33,8 +33,8 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from recbole_microlens.data.media import PAD_TOKEN, TokenRows, read_item_tokens, store_lock
-from recbole_microlens.io import atomic_open, sha256_file, write_json_atomic
+from recbole_microlens.data.media import PAD_TOKEN, IndexedStore, read_item_tokens, store_lock
+from recbole_microlens.io import atomic_open, read_json, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +191,8 @@ def _build_locked(titles_csv, tokens: list[str], folder: Path, tokenizer, max_le
 
 def _is_complete(folder: Path, tokens: list[str], source_sha256: str) -> bool:
     return ((folder / "meta.json").is_file()
-            and _read_json(folder / "meta.json")["source_sha256"] == source_sha256
-            and set(tokens) <= set(_read_json(folder / "index.json")["tokens"]))
+            and read_json(folder / "meta.json")["source_sha256"] == source_sha256
+            and set(tokens) <= set(read_json(folder / "index.json")["tokens"]))
 
 
 def _texts_and_status(tokens: list[str], titles: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -225,45 +225,18 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
-def _read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 # ============================================================================= reading ===
 
 
-class TitleStore:
-    """A complete title store, memory-mapped read-only; rows come back as LongTensors."""
+class TitleStore(IndexedStore):
+    """Tokenised titles, memory-mapped read-only; rows come back as LongTensors."""
 
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
-        if not (self.folder / "meta.json").is_file():
-            raise FileNotFoundError(f"{self.folder} is not a complete title store (no meta.json)")
-        self.meta = _read_json(self.folder / "meta.json")
-        index = _read_json(self.folder / "index.json")
-        self.tokens = index["tokens"]
-        self.status = np.array(index["status"])
-        self._rows = TokenRows(self.tokens, self.folder)
+    kind_name = "title store"
+
+    def _map_arrays(self) -> None:
         self.input_ids = np.load(self.folder / "input_ids.npy", mmap_mode="r")
         self.attention_mask = np.load(self.folder / "attention_mask.npy", mmap_mode="r")
-
-    @classmethod
-    def open(cls, folder: str | os.PathLike) -> "TitleStore":
-        return cls(folder)
-
-    def rows_for(self, tokens: Iterable[str]) -> np.ndarray:
-        """Row of each item token (``[PAD]`` -> the padding row); unknown tokens raise KeyError."""
-        return self._rows(tokens)
 
     def __getitem__(self, rows) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.from_numpy(self.input_ids[rows].astype(np.int64)),
                 "attention_mask": torch.from_numpy(self.attention_mask[rows].astype(np.int64))}
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __getstate__(self):
-        return {"folder": self.folder}
-
-    def __setstate__(self, state):
-        self.__init__(state["folder"])
