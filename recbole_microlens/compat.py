@@ -9,6 +9,7 @@ import os
 from importlib import metadata
 
 import numpy as np
+from scipy import sparse
 
 # Aliases RecBole's ``Config.compatibility_settings`` reads; numpy 2 removed them.
 NUMPY2_ALIASES = {
@@ -82,6 +83,24 @@ def allow_trusted_recbole_checkpoints() -> None:
     os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
 
 
+def restore_dok_update() -> bool:
+    """Give ``scipy.sparse.dok_matrix`` back the ``_update`` RecBole's graph models call.
+
+    LightGCN, NGCF, GCMC, SpectralCF, NCL, KGIN and MCCLK fill their adjacency matrix with
+    ``A._update(dict)``. scipy 1.13 moved a DOK matrix's entries into ``self._dict`` and removed
+    ``_update``, so those models fail with AttributeError. The restored method is what scipy
+    < 1.13 did: a bulk, unchecked insert of ``{(row, col): value}``. Returns whether it was added.
+    """
+    if hasattr(sparse.dok_matrix, "_update"):
+        return False
+
+    def _update(self, data) -> None:
+        self._dict.update(data)
+
+    sparse.dok_matrix._update = _update
+    return True
+
+
 def check_ray_version() -> str:
     """Fail early and clearly if ray is newer than recbole 1.2.1 supports."""
     version = metadata.version("ray")
@@ -103,6 +122,7 @@ def apply() -> None:
     if _applied:
         return
     add_numpy2_aliases()
+    restore_dok_update()
     # ray 2.6.3 imports pkg_resources at import time and warns on every worker; keep logs readable.
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:ray._private.parameter")
     _applied = True

@@ -1,0 +1,153 @@
+"""Every ID model of Table 2 on MicroLens-50k under the official protocol, one table.
+
+    python benchmarks/cf_baselines_50k.py --raw-dir ../shared/data/microlens-50k
+    python benchmarks/cf_baselines_50k.py --dataset microlens-sample --epochs 1   # smoke run
+
+Converts the raw files once into benchmarks/out/atomic_files (the sample is generated there on
+first use instead), trains each model in its own process (peak memory per model) with the same
+sizes, learning rate, batch and epoch budget, and prints HR/NDCG@10/20 on test, seconds per
+epoch, the paper's MicroLens-100K numbers beside them, and whether the ordering matches the
+paper's: every sequential model (SR) ahead of every CF model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
+OUT = HERE / "out"
+METRICS = ["hit@10", "ndcg@10", "hit@20", "ndcg@20"]
+HEADERS = ["HR@10", "NDCG@10", "HR@20", "NDCG@20"]  # the paper's names (one positive: Recall = HR)
+SAMPLE = "microlens-sample"
+
+# Table 2 of the paper (MicroLens-100K): HR@10, NDCG@10, HR@20, NDCG@20.
+PAPER_100K = {
+    "DSSM": (0.0394, 0.0193, 0.0654, 0.0258),
+    "LightGCN": (0.0372, 0.0177, 0.0618, 0.0239),
+    "NFM": (0.0313, 0.0159, 0.0480, 0.0201),
+    "DeepFM": (0.0350, 0.0170, 0.0571, 0.0225),
+    "YouTubeID": (0.0461, 0.0229, 0.0747, 0.0301),
+    "MMGCNID": (0.0141, 0.0065, 0.0247, 0.0092),
+    "GRCNID": (0.0282, 0.0131, 0.0497, 0.0185),
+    "NextItNet": (0.0805, 0.0442, 0.1175, 0.0535),
+    "GRU4Rec": (0.0782, 0.0423, 0.1147, 0.0515),
+    "SASRec": (0.0909, 0.0517, 0.1278, 0.0610),
+}
+CF_MODELS = ["DSSM", "LightGCN", "NFM", "DeepFM", "YouTubeID", "MMGCNID", "GRCNID"]
+SR_MODELS = ["NextItNet", "GRU4Rec", "SASRec"]
+
+
+def shared_settings(args, dataset: str) -> dict:
+    """What every run shares: CPU-feasible sizes, the same for all models (yaml keeps the rest)."""
+    return {
+        "data_path": str(OUT / "atomic_files"),
+        "checkpoint_dir": str(OUT / "saved"),
+        "epochs": args.epochs,
+        "stopping_step": args.epochs,  # fixed epoch budget: comparable seconds per epoch
+        "learning_rate": args.lr,
+        "train_batch_size": args.batch_size,
+        "eval_batch_size": 2048,
+        "embedding_size": args.dim,
+        "hidden_size": args.dim,
+        "inner_size": 4 * args.dim,
+        "mlp_hidden_size": [args.dim],
+        "show_progress": False,
+        "seed": 2024,
+        "dataset": dataset,
+    }
+
+
+def prepare_dataset(dataset: str, raw_dir: Path) -> None:
+    """Convert the raw release once; the embedded sample is generated on first use instead."""
+    if dataset == SAMPLE:
+        return
+    from recbole_microlens.data.convert import convert_dataset
+    from recbole_microlens.data.raw import detect_raw_files
+
+    if not (OUT / "atomic_files" / dataset / f"{dataset}.inter").is_file():
+        convert_dataset(detect_raw_files(raw_dir), dataset, OUT / "atomic_files")
+
+
+def run_model(model: str, settings: dict, result_file: Path) -> None:
+    from recbole_microlens.quick_start import run_recbole_ml
+
+    settings = dict(settings)
+    settings["result_file"] = str(result_file)
+    run_recbole_ml(model, settings.pop("dataset"), config_dict=settings)
+
+
+def in_subprocess(model: str, settings: dict, result_file: Path) -> dict:
+    """One model per process, so peak memory and timings are its own."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--_child", model,
+               json.dumps(settings), str(result_file)]
+    subprocess.run(command, check=True, cwd=ROOT)
+    return json.loads(result_file.read_text())
+
+
+def test_metrics(result: dict) -> list[float]:
+    test = {key.lower(): value for key, value in result["test"].items()}
+    return [test[metric] for metric in METRICS]
+
+
+def row(name: str, kind: str, result: dict, paper: tuple | None) -> list:
+    reference = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else ""
+    return [name, kind, *test_metrics(result), result["seconds"]["mean_epoch"], reference]
+
+
+def ordering_verdict(results: dict) -> str:
+    """Does every sequential model beat every CF model (test HR@10 and NDCG@10), as in the paper?"""
+    cf = {m: r for m, r in results.items() if m in CF_MODELS}
+    sr = {m: r for m, r in results.items() if m in SR_MODELS}
+    if not cf or not sr:
+        return "ordering: needs at least one CF and one sequential model"
+    inversions = [f"{c} >= {s} on {HEADERS[index]}"
+                  for index in range(2)
+                  for c, cf_result in cf.items() for s, sr_result in sr.items()
+                  if test_metrics(cf_result)[index] >= test_metrics(sr_result)[index]]
+    if not inversions:
+        return "ordering matches the paper: every sequential model ahead of every CF model"
+    pairs = 2 * len(cf) * len(sr)
+    return (f"ordering differs from the paper in {len(inversions)} of {pairs} (CF, SR, metric) "
+            f"comparisons: " + "; ".join(inversions))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
+    parser.add_argument("--dataset", default="microlens-50k")
+    parser.add_argument("--models", nargs="+", default=CF_MODELS + SR_MODELS)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._child:
+        model, settings, result_file = args._child
+        run_model(model, json.loads(settings), Path(result_file))
+        return
+
+    prepare_dataset(args.dataset, args.raw_dir)
+    settings = shared_settings(args, args.dataset)
+    results = {m: in_subprocess(m, settings, OUT / f"{args.dataset}-{m}.json") for m in args.models}
+    rows = [row(model, "SR" if model in SR_MODELS else "CF", result, PAPER_100K.get(model))
+            for model, result in results.items()]
+    headers = ["model", "kind", *HEADERS, "s/epoch", "paper 100K HR@10 / NDCG@10"]
+    print(f"\n{args.dataset}: test metrics, {args.epochs} epochs, dim {args.dim}, lr {args.lr}, "
+          f"batch {args.batch_size}; in-batch softmax, full ranking with history masked\n")
+    print(tabulate(rows, headers=headers, tablefmt="github",
+                   floatfmt=("", "", ".4f", ".4f", ".4f", ".4f", ".2f", "")))
+    print(f"\n{ordering_verdict(results)}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
+    main()
