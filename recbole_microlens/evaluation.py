@@ -48,15 +48,62 @@ def metrics_from_ranks(ranks: np.ndarray, topk, metrics) -> "OrderedDict[str, fl
     return result
 
 
+def popularity_groups(train_counts: np.ndarray, num_groups: int) -> np.ndarray:
+    """Group 1..``num_groups`` of every item id (0, padding, gets 0) by training popularity.
+
+    Equal-count item groups: items ranked by (training count, id) ascending and cut into
+    ``num_groups`` groups of (nearly) the same number of items, so group 1 holds the coldest items
+    (those never seen in training first) and the last group the most popular, as the paper's
+    Figure 6 numbers its groups.
+    """
+    items = np.arange(1, len(train_counts))
+    ranked = items[np.lexsort((items, train_counts[1:]))]
+    groups = np.zeros(len(train_counts), dtype=np.int64)
+    groups[ranked] = 1 + np.arange(len(ranked)) * num_groups // max(len(ranked), 1)
+    return groups
+
+
+def metrics_by_popularity(ranks: np.ndarray, target_items: np.ndarray, train_counts: np.ndarray,
+                          num_groups: int, topk, metrics) -> dict:
+    """``{group: {metric: value, n_users, items, train_count_min, train_count_max}}`` for the
+    targets of each popularity group; weighted by ``n_users`` they average to the overall ones."""
+    item_groups = popularity_groups(train_counts, num_groups)
+    target_groups = item_groups[target_items]
+    report = {}
+    for group in range(1, num_groups + 1):
+        rows, counts = target_groups == group, train_counts[item_groups == group]
+        report[str(group)] = {
+            **metrics_from_ranks(ranks[rows], topk, metrics),
+            "n_users": int(rows.sum()),
+            "items": int(counts.size),
+            "train_count_min": int(counts.min()) if counts.size else 0,
+            "train_count_max": int(counts.max()) if counts.size else 0,
+        }
+    return report
+
+
 class RankCollector:
-    """Accumulates target ranks over evaluation batches."""
+    """Accumulates target ranks, and the target items they belong to, over evaluation batches."""
 
     def __init__(self):
         self._ranks: list[np.ndarray] = []
+        self._items: list[np.ndarray] = []
 
-    def add(self, ranks: torch.Tensor) -> None:
+    def add(self, ranks: torch.Tensor, target_items: torch.Tensor) -> None:
         self._ranks.append(ranks.cpu().numpy())
+        self._items.append(target_items.cpu().numpy())
+
+    def gather(self) -> None:
+        """Under DDP each process ranked its shard of users: collect every shard everywhere."""
+        shards = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(shards, (self.ranks, self.target_items))
+        self._ranks = [ranks for ranks, _ in shards]
+        self._items = [items for _, items in shards]
 
     @property
     def ranks(self) -> np.ndarray:
         return np.concatenate(self._ranks) if self._ranks else np.zeros(0, dtype=np.int64)
+
+    @property
+    def target_items(self) -> np.ndarray:
+        return np.concatenate(self._items) if self._items else np.zeros(0, dtype=np.int64)

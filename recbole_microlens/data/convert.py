@@ -4,6 +4,9 @@ The protocol (drop users with fewer than ``min_user_inter`` interactions, keep e
 ``keep_last``) is applied here, once, so that every model reads the same interactions; the
 leave-one-out split itself stays RecBole's job. Popularity bins are counted on the training part
 only (each user's items except the last two), as the paper counts popularity.
+
+Warm-N (``warm``, paper Tables 8 and 10) first removes the items with fewer than N raw
+interactions, then applies the protocol: items before users, as the paper orders them.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ def convert_dataset(
     keep_last: int = 13,
     num_pop_bins: int = 10,
     skip_bad: bool = False,
+    warm: int = 0,
 ) -> dict:
     """Convert one release into ``out_dir/<dataset>/``; returns the meta dict written beside it."""
     if min(min_user_inter, keep_last) <= HELD_OUT_PER_USER:
@@ -55,7 +59,10 @@ def convert_dataset(
     inter, cross_check = load_interactions(raw_files, skip_bad, row_counts)
     if not len(inter):
         raise raw.RawFormatError(f"no interactions in {raw_files.pairs_csv or raw_files.pairs_tsv}")
-    kept = apply_protocol(inter, min_user_inter, keep_last)
+    kept, warm_report = apply_warm_protocol(inter, warm, min_user_inter, keep_last)
+    if not len(kept):
+        raise raw.RawFormatError(f"no interactions left after the protocol (warm={warm}, "
+                                 f"min_user_inter={min_user_inter})")
     train = training_mask(kept)
     items = np.unique(kept.item)
     pop_bin = popularity_bins(kept.item[train], items, num_pop_bins)
@@ -82,6 +89,7 @@ def convert_dataset(
         "interactions_from": "pairs_csv" if raw_files.pairs_csv else "pairs_tsv",
         "timestamp": TIMESTAMP_CSV if raw_files.pairs_csv else TIMESTAMP_TSV,
         "pairs_cross_check": cross_check,
+        "warm": warm_report,
         "statistics": {"raw": interaction_statistics(inter),
                        "protocol": protocol_statistics(kept, train)},
         "pop_bins": {"num_bins": num_pop_bins, "unseen_in_training_bin": num_pop_bins,
@@ -168,6 +176,31 @@ def apply_protocol(inter: Interactions, min_user_inter: int, keep_last: int) -> 
     from_end, run_length = _positions_from_end(inter.user[order])
     kept_rows = (from_end < keep_last) & np.repeat(run_length >= min_user_inter, run_length)
     return inter.take(order[kept_rows])
+
+
+def apply_warm_protocol(inter: Interactions, warm: int, min_user_inter: int,
+                        keep_last: int) -> tuple[Interactions, dict]:
+    """Warm-``warm``, then the protocol; returns the kept rows and what the warm filter did.
+
+    One pass: the protocol may leave some items under ``warm`` (counted in the report). Repeating
+    both filters until every item and user qualifies collapses the data instead: on MicroLens-50k
+    Warm-20 would keep 182 of 19,099 items (6,254 in one pass) and Warm-200 none, far from the
+    paper's Table 8, where Warm-20 scores like the regular setting.
+    """
+    cold = _items_below(inter.item, warm)
+    warm_rows = inter.take(np.flatnonzero(~np.isin(inter.item, cold))) if cold.size else inter
+    kept = apply_protocol(warm_rows, min_user_inter, keep_last)
+    return kept, {"min_item_inter": warm, "items_removed": int(cold.size),
+                  "interactions_removed": len(inter) - len(warm_rows),
+                  "items_under_min_after_protocol": int(_items_below(kept.item, warm).size)}
+
+
+def _items_below(items: np.ndarray, min_count: int) -> np.ndarray:
+    """The distinct items occurring fewer than ``min_count`` times."""
+    if min_count <= 0:
+        return items[:0]
+    values, counts = np.unique(items, return_counts=True)
+    return values[counts < min_count]
 
 
 def training_mask(inter: Interactions) -> np.ndarray:

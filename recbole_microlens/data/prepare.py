@@ -1,6 +1,7 @@
 """Make sure a dataset's atomic files exist before RecBole loads them (convert on first use)."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -17,10 +18,12 @@ def ensure_atomic_files(config) -> Path:
     """Convert raw files (``raw_data_path``) or generate the embedded sample when needed.
 
     ``config['data_path']`` is RecBole's per-dataset folder (``<data_path>/<dataset>``).
+    ``config['warm']`` (Warm-N) is applied when converting, and checked against an existing store.
     """
     dataset = config["dataset"]
     dataset_dir = Path(config["data_path"])
     if atomic_inter_file(dataset_dir, dataset).is_file():
+        check_stored_warm(dataset_dir, dataset, config["warm"])
         return dataset_dir
     raw_dir = config["raw_data_path"]
     if raw_dir is None and dataset == SAMPLE_DATASET:
@@ -39,5 +42,19 @@ def ensure_atomic_files(config) -> Path:
     from recbole_microlens.data.raw import detect_raw_files
 
     logger.info("Converting raw files in %s to atomic files in %s", raw_dir, dataset_dir)
-    convert_dataset(detect_raw_files(raw_dir), dataset, dataset_dir.parent)
+    convert_dataset(detect_raw_files(raw_dir), dataset, dataset_dir.parent,
+                    warm=config["warm"] or 0)
     return dataset_dir
+
+
+def check_stored_warm(dataset_dir: Path, dataset: str, warm: int | None) -> None:
+    """Refuse to train a requested ``warm`` on a store converted with another one: each warm level
+    needs its own dataset name (``microlens-50k-warm20``)."""
+    meta_file = Path(dataset_dir) / f"{dataset}.meta.json"
+    if warm is None or not meta_file.is_file():
+        return
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    stored = (meta.get("warm") or {}).get("min_item_inter", 0)
+    if stored != warm:
+        raise ValueError(f"dataset {dataset!r} was converted with warm={stored}, not warm={warm}; "
+                         f"use a dataset name per warm level, e.g. {dataset}-warm{warm}")

@@ -1,0 +1,131 @@
+"""Reports from result files: Table 2 layout, paper overlay, popularity groups, encoder sweep."""
+import json
+
+import pytest
+
+from recbole_microlens import cli
+from recbole_microlens.report import load_reference, load_summaries, results_table, write_report
+
+METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def groups(*hits):
+    """A popularity breakdown with the given HR@10 per group."""
+    return {str(g): {"hit@10": hit, "ndcg@10": hit / 2, "hit@20": hit, "ndcg@20": hit / 2,
+                     "n_users": 10 * g, "items": 4, "train_count_min": g, "train_count_max": g + 1}
+            for g, hit in enumerate(hits, start=1)}
+
+
+def result(model, values, dataset="ml", by_popularity=None, model_type="SEQUENTIAL", **config):
+    test = dict(zip(METRICS, values))
+    if by_popularity:
+        test["by_popularity"] = by_popularity
+    return {"model": model, "dataset": dataset, "valid": dict(test), "test": test,
+            "config": {"MODEL_TYPE": f"ModelType.{model_type}", "item_tower": "id", **config}}
+
+
+def video(encoder, finetune, values, **extra):
+    return result("SASRecV", values, item_tower="encoder", item_encoder=encoder,
+                  finetune=finetune, **extra)
+
+
+RESULTS = {
+    "sasrec.json": result("SASRec", (0.1, 0.05, 0.2, 0.07), by_popularity=groups(0.1, 0.2, 0.4)),
+    "video_top.json": video("r3d-r18", "top", (0.12, 0.06, 0.21, 0.08),
+                            by_popularity=groups(0.3, 0.3, 0.2)),
+    "video_frozen.json": video("r3d-r18", "frozen", (0.04, 0.02, 0.09, 0.03)),
+    "x3d_top.json": video("x3d-xs", "top", (0.07, 0.03, 0.12, 0.04)),
+    "side.json": result("SASRecSide", (0.08, 0.04, 0.15, 0.05), item_tower="id+side",
+                        side_features=["pop_bin"]),
+    "dssm.json": result("DSSM", (0.03, 0.01, 0.05, 0.02), model_type="GENERAL"),
+    "warm.json": result("SASRec", (0.2, 0.1, 0.3, 0.15), dataset="ml-warm20"),
+}
+# label, class, dataset, ours, paper (HR@10, NDCG@10, HR@20, NDCG@20): Table 2's class order,
+# within a class the order of the files (a folder's are sorted by name)
+EXPECTED_ROWS = [
+    ("DSSM", "IDRec (CF)", "ml", "dssm.json", (0.0394, 0.0193, 0.0654, 0.0258)),
+    ("SASRec", "IDRec (SR)", "ml", "sasrec.json", (0.0909, 0.0517, 0.1278, 0.0610)),
+    ("SASRecID+Pop", "IDRec (SR)", "ml", "side.json", (0.0709, 0.0396, 0.1037, 0.0479)),
+    ("SASRec", "IDRec (SR)", "ml-warm20", "warm.json", (0.1068, 0.0615, None, None)),
+    ("SASRecV (r3d-r18, frozen)", "VideoRec", "ml", "video_frozen.json",
+     (0.0458, 0.0256, None, None)),
+    ("SASRecV (r3d-r18, top)", "VideoRec", "ml", "video_top.json", (0.0850, 0.0448, None, None)),
+    ("SASRecV (x3d-xs, top)", "VideoRec", "ml", "x3d_top.json", (0.0704, 0.0357, None, None)),
+]
+
+
+@pytest.fixture
+def result_dir(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for name, content in RESULTS.items():
+        (folder / name).write_text(json.dumps(content))
+    return folder
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def table_rows(markdown: str, first_header: str) -> list[list[str]]:
+    """The body rows of the first table whose header starts with ``first_header``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith("|") and cells(line)[0] == first_header)
+    body = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        body.append(cells(line))
+    return body
+
+
+def test_table_two_layout_with_the_papers_numbers(result_dir):
+    summaries = load_summaries([result_dir])
+    table = results_table(summaries, load_reference("paper_table2"))
+    header = cells(table.splitlines()[0])
+    assert header[:7] == ["Class", "Model", "Dataset", "HR@10", "NDCG@10", "HR@20", "NDCG@20"]
+    rows = table_rows(table, "Class")
+    assert len(rows) == len(EXPECTED_ROWS)
+    for row, (label, model_class, dataset, name, paper) in zip(rows, EXPECTED_ROWS):
+        ours = RESULTS[name]["test"]
+        assert row[:3] == [model_class, label, dataset]
+        assert row[3:7] == [f"{ours[m]:.4f}" for m in METRICS]
+        assert row[7:] == ["" if v is None else f"{v:.4f}" for v in paper]
+
+
+def test_report_files_and_figure6_ratios(result_dir, tmp_path):
+    files = write_report([result_dir], tmp_path / "report", reference="paper_table2")
+    assert set(files) == {"overall", "popularity", "encoders", "report"}
+    for name in ("overall", "popularity", "encoders"):
+        data = files[name].read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1024
+    markdown = files["report"].read_text()
+    assert "ratios are HR@10 over SASRec's" in markdown
+    popularity = table_rows(markdown, "Group")
+    assert [row[0] for row in popularity] == ["1", "2", "3"]
+    for row, base, video_hit in zip(popularity, (0.1, 0.2, 0.4), (0.3, 0.3, 0.2)):
+        assert row[4:] == [f"{base:.4f}", f"{video_hit:.4f}", f"{video_hit / base:.4f}"]
+    sweep = table_rows(markdown, "Model")
+    assert [row[:2] for row in sweep] == [["SASRecV", "r3d-r18"], ["SASRecV", "x3d-xs"]]
+    assert sweep[0][2:6] == ["0.0400", "0.0200", "0.1200", "0.0600"]  # frozen, then top
+    assert sweep[1][2:6] == ["", "", "0.0700", "0.0300"]  # x3d-xs has no frozen run
+    assert sweep[0][6:] == ["0.0458", "0.0256", "0.0850", "0.0448"]  # Table 6, frozen and topT
+    assert not list((tmp_path / "report").glob(".*"))  # atomic writes leave no temp files
+
+
+def test_report_command(result_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli.main(["report", str(result_dir / "sasrec.json"), str(result_dir / "video_top.json"),
+                     "--out", str(out), "--baseline", "SASRecV (r3d-r18, top)"]) == 0
+    printed = capsys.readouterr().out
+    assert (out / "report.md").read_text() in printed
+    ratios = [row[-1] for row in table_rows(printed, "Group")]
+    assert ratios == [f"{a / b:.4f}" for a, b in ((0.1, 0.3), (0.2, 0.3), (0.4, 0.2))]
+    assert sorted(p.name for p in out.iterdir()) == ["overall.png", "popularity.png", "report.md"]
+    assert cli.main(["report", str(result_dir / "sasrec.json"), "--out", str(out),
+                     "--baseline", "nobody"]) == 2
+    (tmp_path / "meta.json").write_text(json.dumps({"dataset": "ml"}))
+    assert cli.main(["report", str(tmp_path / "meta.json"), "--out", str(out)]) == 2
+    assert "not a result file" in capsys.readouterr().err
