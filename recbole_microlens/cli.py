@@ -17,7 +17,11 @@ FILE_OPTIONS = ("pairs_tsv", "pairs_csv", "titles", "title_en", "likes_views", "
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, overrides = parser.parse_known_args(argv)
+    if overrides and not getattr(args, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(overrides)}")
+    args.overrides = overrides
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return args.run(args)
 
@@ -30,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare_media(commands)
     _add_encoders(commands)
     _add_tune(commands)
+    _add_sweep(commands)
+    _add_report(commands)
+    _add_extract_features(commands)
     return parser
 
 
@@ -53,6 +60,9 @@ def _add_convert(commands) -> None:
                         help="popularity bins counted on the training part (default 10)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip and count malformed lines instead of failing")
+    parser.add_argument("--warm", type=int, default=0, metavar="N",
+                        help="Warm-N: first remove items with fewer than N interactions "
+                             "(paper: 20, 50, 200; default 0, none); name the dataset per level")
     parser.set_defaults(run=run_convert)
 
 
@@ -62,11 +72,14 @@ def run_convert(args: argparse.Namespace) -> int:
     try:
         meta = convert_dataset(detect_raw_files(args.raw_dir, **overrides), args.dataset, args.out,
                                min_user_inter=args.min_user_inter, keep_last=args.keep_last,
-                               num_pop_bins=args.num_pop_bins, skip_bad=args.skip_bad)
+                               num_pop_bins=args.num_pop_bins, skip_bad=args.skip_bad,
+                               warm=args.warm)
     except (RawFilesError, RawFormatError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(statistics_table(meta))
+    if args.warm:
+        print(f"warm-{args.warm}: {meta['warm']}")
     print(f"wrote {args.out / args.dataset} in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -139,8 +152,12 @@ def _add_tune(commands) -> None:
 
 
 def run_tune_command(args: argparse.Namespace) -> int:
-    """Exit 0 when a trial was chosen, 1 when none completed."""
-    result = run_tune_from_args(args, config_files=args.config_files)
+    """Exit 0 when a trial was chosen, 1 when none completed, 2 when the sweep cannot start."""
+    try:
+        result = run_tune_from_args(args, config_files=args.config_files)
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0 if result.best is not None else 1
 
 
@@ -160,3 +177,121 @@ def statistics_table(meta: dict) -> str:
     if check and not check["agree"]:
         lines.append(f"WARNING pairs tsv and csv disagree: {check}")
     return "\n".join(lines)
+
+
+def _add_extract_features(commands) -> None:
+    parser = commands.add_parser(
+        "extract-features", help="frozen encoder -> one feature row per item (VIDRec inputs)",
+        description="Run a frozen encoder over every item's frames, cover or title and write a "
+                    ".npy matrix whose row i is the i-th item token of <dataset>.item, with a JSON "
+                    "beside it (encoder, checkpoint sha256, input, row tokens). Resumable: a rerun "
+                    "computes only the missing rows. Models read it with --features_file.")
+    parser.add_argument("--dataset", required=True, help="dataset name (folder and file stem)")
+    parser.add_argument("--data-path", type=Path, default=Path("atomic_files"),
+                        help="root of converted datasets (default: atomic_files)")
+    parser.add_argument("--raw-dir", type=Path,
+                        help="raw release with videos/ and covers/ (default: <dataset folder>/raw)")
+    parser.add_argument("--encoder", default="videomae-b",
+                        help="registered encoder (default: videomae-b, the paper's VIDRec encoder)")
+    parser.add_argument("--encoder-checkpoint", type=Path, metavar="PATH",
+                        help="local weights (file or folder); without it the weights are random")
+    parser.add_argument("--tokenizer-path", type=Path, metavar="DIR",
+                        help="text encoders: tokenizer folder (default: the checkpoint folder)")
+    parser.add_argument("--frames", type=int, help="frames per clip (default: the encoder's)")
+    parser.add_argument("--frame-interval", type=int, default=1, help="frame interval (default 1)")
+    parser.add_argument("--size", type=int,
+                        help="frame/cover side in pixels (default: the encoder's)")
+    parser.add_argument("--batch-size", type=int, default=64, help="items per forward (default 64)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--out", type=Path,
+                        help="output .npy (default: <dataset folder>/features/<encoder>.npy)")
+    parser.set_defaults(run=run_extract_features)
+
+
+def run_extract_features(args: argparse.Namespace) -> int:
+    from recbole_microlens.features import extract_features
+
+    started = time.perf_counter()
+    overrides = {key: value for key, value in (("frames", args.frames), ("size", args.size))
+                 if value is not None}
+    report = extract_features(args.data_path, args.dataset, args.encoder,
+                              checkpoint=args.encoder_checkpoint, raw_dir=args.raw_dir,
+                              out=args.out, batch_size=args.batch_size, overrides=overrides,
+                              frame_interval=args.frame_interval,
+                              tokenizer_path=args.tokenizer_path, device=args.device)
+    print(f"wrote {report.path} ({report.rows} rows, {report.rows_computed} computed now) "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _add_sweep(commands) -> None:
+    parser = commands.add_parser(
+        "sweep", help="train a backbone with each item encoder x fine-tuning mode",
+        allow_abbrev=False,  # --key=value overrides must never be read as a prefix of ours
+        description="Train MODEL with every encoder in every fine-tuning mode, one after the "
+                    "other, each writing its result JSON to --out; then print them as a table "
+                    "(Table 6's layout). Extra --key=value arguments are config overrides for "
+                    "every run. An existing result file is kept (resume) unless --rerun.")
+    parser.add_argument("--model", required=True, help="a content backbone, e.g. SASRecV")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--encoders", required=True, nargs="+", metavar="NAME",
+                        help="names from `recbole-microlens encoders`")
+    parser.add_argument("--finetune", nargs="+", default=["top"], metavar="MODE",
+                        help="frozen, top and/or full (default: top)")
+    parser.add_argument("--out", type=Path, default=Path("results/sweep"),
+                        help="folder of the result files (default: results/sweep)")
+    parser.add_argument("--config-files", nargs="+", type=Path, metavar="FILE",
+                        help="yaml files every run reads")
+    parser.add_argument("--rerun", action="store_true", help="replace existing result files")
+    parser.set_defaults(run=run_sweep, takes_overrides=True)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from recbole_microlens.studies import run_encoder_sweep
+    from recbole_microlens.tune import config_overrides
+
+    try:
+        overrides = config_overrides(args.overrides)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    files = [str(path) for path in args.config_files or []] or None
+    paths, table = run_encoder_sweep(args.model, args.dataset, args.encoders, args.finetune,
+                                     args.out, config_file_list=files, config_dict=overrides,
+                                     rerun=args.rerun)
+    print(f"\n{table}\n\n{len(paths)} result files in {args.out}; table: {args.out / 'sweep.md'}")
+    return 0
+
+
+def _add_report(commands) -> None:
+    parser = commands.add_parser(
+        "report", help="result JSONs -> Markdown table (Table 2 layout) and PNG plots",
+        description="Turn result files (or folders of them) into report.md and PNGs: the Table 2 "
+                    "layout, test HR@10 by popularity group with ratios to a baseline (Figure 6) "
+                    "when the results have the breakdown, and an encoder sweep when they differ "
+                    "by encoder or fine-tuning mode.")
+    parser.add_argument("results", nargs="+", type=Path, metavar="RESULT",
+                        help="result JSON files, or folders of them")
+    parser.add_argument("--out", type=Path, default=Path("report"),
+                        help="output folder (default: report)")
+    parser.add_argument("--reference", metavar="FILE",
+                        help="paper numbers to overlay: a yaml file, or a packaged name "
+                             "(paper_table2)")
+    parser.add_argument("--baseline", metavar="LABEL",
+                        help="the run popularity-group ratios divide by, by its label in the "
+                             "table (default: the first plain-ID run)")
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from recbole_microlens.report import write_report
+
+    try:
+        files = write_report(args.results, args.out, reference=args.reference,
+                             baseline=args.baseline)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(files["report"].read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(path) for path in files.values()))
+    return 0

@@ -44,6 +44,23 @@ class MLConfig(Config):
             model = get_model(model)
         return super()._get_model_and_dataset(model, dataset)
 
+    def _init_device(self):
+        """RecBole's device set-up, plus multi-process training without GPUs (gloo on CPU),
+        so DDP runs, and is tested, on any machine."""
+        import torch
+
+        distributed = "local_rank" in self.final_config_dict
+        if not distributed or torch.cuda.is_available():
+            return super()._init_device()
+        config = self.final_config_dict
+        config["gpu_id"] = ""
+        torch.distributed.init_process_group(
+            backend="gloo", rank=config["local_rank"] + (config["offset"] or 0),
+            world_size=config["world_size"], init_method=f"tcp://{config['ip']}:{config['port']}")
+        config.update(device=torch.device("cpu"), single_spec=False)
+        if config["local_rank"] != 0:
+            config.update(state="error", show_progress=False, verbose=False)
+
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         for path in _yaml_layers(model_class, dataset):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import time
 
+import torch
+
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed
 
@@ -75,7 +77,9 @@ def run_recbole_ml(
             "test": finished - test_started,
             "per_epoch": trainer.epoch_seconds,
             "mean_epoch": sum(trainer.epoch_seconds) / max(len(trainer.epoch_seconds), 1),
+            "trunk_cache": trainer.trunk_cache_seconds,
         },
+        "encoder_items_per_epoch": trainer.epoch_items_encoded,
         "peak_rss_mb": peak_rss_mb(),
         "n_users": dataset.user_num - 1,
         "n_items": dataset.item_num - 1,
@@ -86,6 +90,30 @@ def run_recbole_ml(
     table = metrics_table({"valid": result["valid"], "test": result["test"]})
     logger.info("\n" + table)
     print(f"\n{config['model']} on {config['dataset']}\n{table}\n", flush=True)
-    if config["result_file"]:
+    if config["result_file"] and config["local_rank"] == 0:
         write_result_file(config["result_file"], result)
+    if not config["single_spec"]:
+        torch.distributed.destroy_process_group()
     return result
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, *, nproc=1, ip="localhost",
+        port="5678", saved=True) -> dict:
+    """``run_recbole_ml`` in one process, or in ``nproc`` DDP processes (RecBole's multi-GPU
+    settings: one GPU per process; gloo on CPU when there is no GPU). Returns rank 0's result."""
+    if nproc <= 1:
+        return run_recbole_ml(model, dataset, config_file_list, config_dict, saved=saved)
+    context = torch.multiprocessing.get_context("spawn")
+    queue = context.SimpleQueue()
+    shared = {**(config_dict or {}), "world_size": nproc, "nproc": nproc, "ip": ip,
+              "port": str(port), "offset": 0}
+    torch.multiprocessing.spawn(_run_rank, args=(model, dataset, config_file_list, shared, saved, queue),
+                                nprocs=nproc, join=True)
+    return queue.get()
+
+
+def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, queue):
+    result = run_recbole_ml(model, dataset, config_file_list, {**config_dict, "local_rank": rank},
+                            saved=saved)
+    if rank == 0:
+        queue.put(result)

@@ -11,12 +11,20 @@ from pathlib import Path
 
 import torch
 from recbole.trainer import Trainer
+from torch.nn.parallel import DistributedDataParallel
 from recbole.utils import set_color
 from tqdm import tqdm
 
 from recbole_microlens import compat
 from recbole_microlens.efficiency import TrunkCache, all_items_table, item_id_fields, unique_items_table
-from recbole_microlens.evaluation import RankCollector, mask_scores, metrics_from_ranks, target_ranks
+from recbole_microlens.data.dataset import HOLDOUT_BY_PHASE
+from recbole_microlens.evaluation import (
+    RankCollector,
+    mask_scores,
+    metrics_by_popularity,
+    metrics_from_ranks,
+    target_ranks,
+)
 from recbole_microlens.io import atomic_open
 
 
@@ -40,8 +48,15 @@ def item_table_once(model):
 class MLTrainer(Trainer):
     def __init__(self, config, model):
         self.tower = content_tower(model)
+        distributed = not config["single_spec"]
+        config["single_spec"] = True  # RecBole's DDP wrapper assumes CUDA; ours is built below
         super().__init__(config, model)
+        config["single_spec"] = not distributed
+        if distributed:
+            self._wrap_distributed()
+            self.saved_model_file = self._rank0_value(self.saved_model_file)
         self.epoch_seconds: list[float] = []
+        self.trunk_cache_seconds = 0.0
         self.epoch_items_encoded: list[int] = []
         self.valid_history: list[dict] = []
         self.item_fields = item_id_fields(config)
@@ -49,6 +64,22 @@ class MLTrainer(Trainer):
         self.bf16 = bool(config["bf16"])
         if self.tower is not None:
             self.tower.checkpoint_blocks = bool(config["gradient_checkpointing"])
+
+    @staticmethod
+    def _rank0_value(value):
+        """Every process uses rank 0's value (e.g. the checkpoint name, which embeds a time)."""
+        holder = [value]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def _wrap_distributed(self) -> None:
+        """DDP as RecBole sets it up, on GPUs (one per process, SyncBatchNorm) or on CPU (gloo)."""
+        if self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            device_ids = [self.config["local_rank"]]
+        else:
+            device_ids = None
+        self.distributed_model = DistributedDataParallel(self.model, device_ids=device_ids)
 
     def _build_optimizer(self, **kwargs):
         """A separate learning rate and weight decay for a content encoder (paper: 1e-4, text 5e-5)."""
@@ -81,9 +112,11 @@ class MLTrainer(Trainer):
             self.logger.info("trunk_cache ignored: the whole encoder trains (finetune: full)")
             return
         root = Path(self.config["checkpoint_dir"]) / "trunk_cache" / self.config["dataset"]
+        started = time.perf_counter()
         self.tower.trunk_cache = TrunkCache.open_or_build(
             self.tower, root, dtype=self.config["trunk_cache_dtype"] or "float16",
             batch_size=self.config["encode_chunk_size"] or 64, progress=show_progress)
+        self.trunk_cache_seconds = time.perf_counter() - started
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
@@ -136,6 +169,8 @@ class MLTrainer(Trainer):
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     def load_weights(self, model_file=None):
+        if not self.config["single_spec"]:
+            torch.distributed.barrier()  # rank 0 has finished writing the checkpoint
         checkpoint = compat.torch_load(model_file or self.saved_model_file, map_location=self.device)
         self.model.load_state_dict(checkpoint["state_dict"])
 
@@ -161,5 +196,13 @@ class MLTrainer(Trainer):
                 target_rows, target_items = target_rows.to(self.device), target_items.to(self.device)
                 mask_scores(scores, mask_rows.to(self.device), mask_items.to(self.device),
                             target_rows, target_items)
-                collector.add(target_ranks(scores, target_rows, target_items))
-        return metrics_from_ranks(collector.ranks, self.config["topk"], self.config["metrics"])
+                collector.add(target_ranks(scores, target_rows, target_items), target_items)
+        if not self.config["single_spec"]:
+            collector.gather()
+        result = metrics_from_ranks(collector.ranks, self.config["topk"], self.config["metrics"])
+        if self.config["popularity_groups"] and holdout == HOLDOUT_BY_PHASE["test"]:
+            # a report on the final test only: validation selects on the overall metric
+            result["by_popularity"] = metrics_by_popularity(
+                collector.ranks, collector.target_items, dataset.train_item_counts(),
+                self.config["popularity_groups"], self.config["topk"], self.config["metrics"])
+        return result

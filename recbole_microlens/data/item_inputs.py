@@ -97,8 +97,18 @@ def _open_covers(config, dataset, input_spec):
     return MediaStore.open(report.folder), images_to_tensor(input_spec)
 
 
+def _tokenizer_path(config):
+    """The configured tokenizer, else the pre-trained checkpoint's own (its ids must match the
+    checkpoint's embedding table), else None: a tokenizer trained on the titles."""
+    if config["tokenizer_path"]:
+        return config["tokenizer_path"]
+    checkpoint = Path(config["encoder_checkpoint"] or "")
+    has_tokenizer = any((checkpoint / name).is_file() for name in ("tokenizer.json", "vocab.txt"))
+    return str(checkpoint) if checkpoint.is_dir() and has_tokenizer else None
+
+
 def _open_titles(config, dataset, input_spec):
-    folder = prepare_titles(Path(config["data_path"]), config["tokenizer_path"],
+    folder = prepare_titles(Path(config["data_path"]), _tokenizer_path(config),
                             max_length=config["title_max_length"] or input_spec.max_tokens or 32)
     return TitleStore.open(folder), tokens_to_device
 
