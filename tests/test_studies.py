@@ -15,10 +15,7 @@ from recbole_microlens.data.raw import detect_raw_files
 from recbole_microlens.data.sample import generate_sample_raw
 from recbole_microlens.evaluation import popularity_groups
 from recbole_microlens.model import get_model
-from recbole_microlens.model.sequential_recommender.sasrec_side import (
-    SideFeatureItemTower,
-    TokenBagEmbedding,
-)
+from recbole_microlens.model.layers import SideFeatureItemTower, TokenBagEmbedding
 from recbole_microlens.studies import (
     StudyRun,
     cold_start_runs,

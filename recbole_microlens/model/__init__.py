@@ -4,11 +4,9 @@ from __future__ import annotations
 from recbole.utils import get_model as recbole_get_model
 
 from recbole_microlens.model import general_recommender, sequential_recommender
-from recbole_microlens.model.sequential_recommender.sasrec_id_v import SASRecIDV
 
 MODELS = {name: getattr(sequential_recommender, name) for name in sequential_recommender.__all__}
 MODELS.update({name: getattr(general_recommender, name) for name in general_recommender.__all__})
-MODELS["SASRecIDV"] = SASRecIDV
 
 
 def get_model(name: str):
