@@ -55,6 +55,22 @@ def item_id_fields(config) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ trunk cache ---
+# The live trunk's memory layout is restored on lookup: CPU convolutions (X3D's depthwise ones
+# above all) are many times slower on a tensor in another layout than the one they produced.
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
+           "channels_last_3d": torch.channels_last_3d}
+
+
+def _layout(tensor: torch.Tensor) -> str:
+    if tensor.is_contiguous():
+        return "contiguous"
+    if tensor.dim() == 5 and tensor.is_contiguous(memory_format=torch.channels_last_3d):
+        return "channels_last_3d"
+    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
+        return "channels_last"
+    return "contiguous"
+
+
 def _flatten(value):
     """A block output as a list of tensors plus how to rebuild it."""
     if torch.is_tensor(value):
@@ -76,15 +92,17 @@ class TrunkCache:
         meta = json.loads((self.folder / "meta.json").read_text())
         self.parts = [np.load(self.folder / f"part{i}.npy", mmap_mode="r") for i in range(meta["parts"])]
         self.float_parts = meta["float_parts"]
+        self.layouts = meta["layouts"]
         self.kind = None  # rebuilt structure, set by build/open from the live encoder
         self.items = meta["items"]
 
     def lookup(self, ids: torch.Tensor, device) -> object:
         rows = ids.cpu().numpy()
         parts = []
-        for array, is_float in zip(self.parts, self.float_parts):
+        for array, is_float, layout in zip(self.parts, self.float_parts, self.layouts):
             tensor = torch.from_numpy(np.ascontiguousarray(array[rows])).to(device)
-            parts.append(tensor.float() if is_float else tensor)
+            tensor = tensor.float() if is_float else tensor
+            parts.append(tensor.contiguous(memory_format=LAYOUTS[layout]))
         return _rebuild(parts, self.kind)
 
     @property
@@ -106,7 +124,7 @@ class TrunkCache:
 
 def _trunk_key(tower, start: int, dtype: str) -> str:
     """Hash of the trunk's weights and buffers and of the input store: reuse only when exact."""
-    digest = hashlib.sha256(f"{start}:{dtype}:{getattr(tower.inputs.store, 'folder', '')}".encode())
+    digest = hashlib.sha256(f"v2:{start}:{dtype}:{getattr(tower.inputs.store, 'folder', '')}".encode())
     for name, tensor in tower.encoder.blocks[:start].state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -123,19 +141,21 @@ def _build(tower, folder: Path, start: int, dtype: np.dtype, batch_size: int, pr
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    n_items, arrays = tower.n_items, None
+    n_items, arrays, layouts = tower.n_items, None, None
     batches = torch.arange(n_items, device=tower.device).split(batch_size)
     for ids in tqdm(batches, desc=f"Trunk cache ({tower.encoder.name} blocks[:{start}])",
                     disable=not progress, ncols=100):
         parts, _ = _flatten(_trunk_output(tower, ids, start))
         if arrays is None:
             arrays = [_open_part(tmp / f"part{i}.npy", p, n_items, dtype) for i, p in enumerate(parts)]
+            layouts = [_layout(part) for part in parts]
         for array, part in zip(arrays, parts):
             array[ids.cpu().numpy()] = part.cpu().numpy().astype(array.dtype)
     for array in arrays:
         array.flush()
     float_parts = [bool(np.issubdtype(a.dtype, np.floating)) for a in arrays]
     write_json_atomic(tmp / "meta.json", {"parts": len(arrays), "float_parts": float_parts,
+                                          "layouts": layouts,
                                           "items": n_items, "start_block": start,
                                           "encoder": tower.encoder.name, "dtype": str(dtype)})
     tmp.rename(folder)

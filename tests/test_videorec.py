@@ -82,6 +82,21 @@ def test_trunk_cache_float32_is_exact_float16_is_close(root):
     assert 0 < trunk < model.item_tower.encoder.num_blocks
 
 
+def test_trunk_cache_keeps_the_live_memory_layout(root):
+    """Cached trunk outputs come back in the layout the live trunk produced (channels-last for
+    clips): CPU convolutions are many times slower on another layout."""
+    _, model, trainer, *_ = build(root, finetune="top", trunk_cache=True, **TINY_VIDEO)
+    tower = model.item_tower
+    ids = torch.tensor([1, 2, 3])
+    with torch.no_grad():
+        live = tower.encoder.run_blocks(tower.inputs(ids, "cpu"), 0, tower.encoder.trainable_block_start)
+    trainer._prepare_trunk_cache(show_progress=False)
+    cached = tower.trunk_cache.lookup(ids, "cpu")
+    assert live.is_contiguous(memory_format=torch.channels_last_3d) and not live.is_contiguous()
+    assert cached.stride() == live.stride()
+    assert torch.allclose(cached, live, atol=1e-2)
+
+
 def test_trunk_cache_trains_only_the_top(root):
     _, model, trainer, train, _, _ = build(root, finetune="top", **TINY_VIDEO)
     trainer._prepare_trunk_cache(show_progress=False)
