@@ -1,14 +1,16 @@
-"""Where our packaged yaml lives, in a source checkout and when installed."""
+"""Where our yaml lives: ``properties/`` at the repository root in a checkout, and the copy
+installed inside the package (``recbole_microlens/properties``) otherwise."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-_SOURCE_PROPERTIES = Path(__file__).resolve().parent.parent / "properties"
+_PACKAGE = Path(__file__).resolve().parent
+CANDIDATES = (_PACKAGE.parent / "properties", _PACKAGE / "properties")
 
 
 def properties_dir() -> Path:
-    """The ``properties/`` folder: the repository's in a checkout, the packaged copy otherwise."""
-    if (_SOURCE_PROPERTIES / "overall.yaml").is_file():
-        return _SOURCE_PROPERTIES
-    return Path(str(resources.files("recbole_microlens.properties")))
+    for candidate in CANDIDATES:
+        if (candidate / "overall.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"recbole-microlens properties not found in {[str(c) for c in CANDIDATES]}; "
+                            "reinstall with `pip install .`")
