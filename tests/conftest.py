@@ -1,4 +1,4 @@
-"""Fixtures for the converter tests: small raw MicroLens files written into tmp_path."""
+"""Shared test fixtures: small raw MicroLens files, thread settings."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,3 +21,14 @@ def write_raw(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: a second OpenMP thread only adds contention on a 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

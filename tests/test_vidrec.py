@@ -26,13 +26,7 @@ TINY = {"train_batch_size": 16, "embedding_size": 16, "hidden_size": 16, "inner_
         "mlp_hidden_size": [16]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds contention on a 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
