@@ -67,3 +67,15 @@ def test_recbole_general_model_runs_through_our_protocol(workdir):
     result = _run(workdir, "BPR", epochs=1, embedding_size=16)
     assert result["config"]["train_neg_sample_args"]["distribution"] == "uniform"
     assert list(result["test"]) == METRICS
+
+
+def test_main_job_sasrecv_on_sample(workdir):
+    """The README's main command: SASRecV over decoded video frames of the sample."""
+    result = _run(workdir, "SASRecV", epochs=1)
+    assert result["config"]["item_tower"] == "encoder"
+    assert result["config"]["item_encoder"] == "x3d-xs"  # the sample's small CPU encoder
+    store = workdir / "atomic_files" / "microlens-sample" / "media" / "frames_n5_i1_s64"
+    counts = json.loads((store / "meta.json").read_text())["counts"]
+    assert counts["missing"] == 1 and counts["partial"] + counts["undecodable"] == 1
+    assert result["encoder_items_per_epoch"][0] > 0
+    assert all(0.0 <= result["test"][m] <= 1.0 for m in METRICS)
