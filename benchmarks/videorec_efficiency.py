@@ -73,7 +73,7 @@ def build_config(args, model: str) -> MLConfig:
         "data_path": str(OUT / "atomic_files"), "checkpoint_dir": str(OUT / "saved"),
         "hidden_size": args.dim, "inner_size": 4 * args.dim, "train_batch_size": args.batch_size,
         "show_progress": False, "item_encoder": args.encoder, "finetune": "top",
-        "finetune_top_blocks": 1, "encoder_overrides": {"size": args.size},
+        "finetune_top_blocks": args.top_blocks, "encoder_overrides": {"size": args.size},
         "encode_chunk_size": 512, "trunk_cache_dtype": "float16",
     })
 
@@ -89,7 +89,7 @@ def make_videorec(args, config, dataset):
     config["item_tower"] = "id"  # build the recommender; its tower is replaced just below
     model = get_model("SASRec")(config, dataset)
     config["item_tower"] = "encoder"
-    encoder = build_encoder(args.encoder, overrides={"size": args.size}).set_finetune("top", 1)
+    encoder = build_encoder(args.encoder, overrides={"size": args.size}).set_finetune("top", args.top_blocks)
     model.item_tower = EncoderItemTower(dataset.item_num, args.dim, encoder, inputs, chunk_size=512)
     return model
 
@@ -131,6 +131,8 @@ def main():
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--top-blocks", type=int, default=1,
+                        help="encoder blocks that train besides the head (0: the head alone)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
 
@@ -173,7 +175,7 @@ def main():
                "x ID epoch", "one-off build s"]
     print(f"\nSASRecV + {args.encoder} at {args.size}px, 5 frames, dim {args.dim}, batch {args.batch_size}, "
           f"{steps_per_epoch} steps/epoch, step times averaged over {args.steps} steps "
-          f"(trunk: blocks[:{model.item_tower.encoder.trainable_block_start}] of "
+          f"(top-{args.top_blocks}; trunk: blocks[:{model.item_tower.encoder.trainable_block_start}] of "
           f"{model.item_tower.encoder.num_blocks}; cache {model.item_tower.trunk_cache.bytes_per_item} B/item)")
     print(tabulate(table, headers=headers, tablefmt="github", floatfmt=".2f"))
     (OUT / "videorec_efficiency.json").write_text(json.dumps({"rows": rows, "id_step": id_step}, indent=2))

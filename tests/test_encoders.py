@@ -439,3 +439,12 @@ def test_a_pickle_holding_an_arbitrary_object_is_refused_unexecuted(tmp_path):
     assert not marker.exists()
     torch.load(path, weights_only=False)  # what an unsafe loader would have done
     assert marker.exists()
+
+
+def test_top_zero_trains_the_head_alone():
+    encoder = build_encoder("x3d-xs", overrides={"size": 32}).set_finetune("top", 0)
+    head = encoder.num_blocks - 1  # X3D's head: conv5, pooling and the 2048-d projection
+    assert encoder.trainable_block_start == head
+    trainable = {name.split(".")[1] for name, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable == {str(head)}
+    assert not encoder.blocks[head - 1].training and encoder.training

@@ -129,9 +129,9 @@ class ItemEncoder(nn.Module):
         if mode != "top":
             raise ValueError(f"fine-tuning mode {mode!r} is unknown; choose one of {FINETUNE_MODES}")
         layers = [i for i in range(self.num_blocks - 1) if self._has_learnable(i)]
-        if not 1 <= top_blocks <= len(layers):
-            raise ValueError(f"top_blocks must be 1..{len(layers)} for {self.name}, got {top_blocks}")
-        return layers[-top_blocks]
+        if not 0 <= top_blocks <= len(layers):
+            raise ValueError(f"top_blocks must be 0..{len(layers)} for {self.name}, got {top_blocks}")
+        return layers[-top_blocks] if top_blocks else self.num_blocks - 1  # 0: the head alone
 
     def _has_learnable(self, index: int) -> bool:
         names = (name for name, _ in self.blocks[index].named_parameters(prefix=f"blocks.{index}"))

@@ -254,7 +254,8 @@ def _build_encoder_tower(config, dataset, dim):
     if modality == "text" and inputs.vocab_size and not config["encoder_checkpoint"]:
         overrides.setdefault("vocab_size", inputs.vocab_size)
     encoder = build_encoder(name, checkpoint=config["encoder_checkpoint"], overrides=overrides)
-    encoder.set_finetune(config["finetune"] or "top", config["finetune_top_blocks"] or 1)
+    top_blocks = config["finetune_top_blocks"]
+    encoder.set_finetune(config["finetune"] or "top", 1 if top_blocks is None else top_blocks)
     return EncoderItemTower(dataset.item_num, dim, encoder, inputs,
                             chunk_size=config["encode_chunk_size"] or 256)
 
