@@ -14,3 +14,16 @@ def properties_dir() -> Path:
             return candidate
     raise FileNotFoundError(f"recbole-microlens properties not found in {[str(c) for c in CANDIDATES]}; "
                             "reinstall with `pip install .`")
+
+
+def yaml_file(name_or_path, folder: str, what: str = "yaml") -> Path:
+    """A yaml file given by path, or the name of one packaged under ``properties/<folder>/``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = properties_dir() / folder / f"{name_or_path}.yaml"
+    if packaged.is_file():
+        return packaged
+    known = sorted(p.stem for p in packaged.parent.glob("*.yaml"))
+    raise FileNotFoundError(f"no {what} {str(name_or_path)!r}: not a file, and not one of "
+                            f"the packaged ones {known}")

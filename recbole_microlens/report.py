@@ -22,7 +22,7 @@ import yaml
 from tabulate import tabulate
 
 from recbole_microlens.io import atomic_open
-from recbole_microlens.paths import properties_dir
+from recbole_microlens.paths import yaml_file
 
 METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")
 HEADERS = {"hit@10": "HR@10", "ndcg@10": "NDCG@10", "hit@20": "HR@20", "ndcg@20": "NDCG@20"}
@@ -132,14 +132,7 @@ def load_summaries(paths) -> list[RunSummary]:
 # ----------------------------------------------------------------------------- reference ---
 def reference_path(name_or_path: str | os.PathLike) -> Path:
     """A yaml file, or the name of a packaged one (``paper_table2``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    packaged = properties_dir() / "reference" / f"{name_or_path}.yaml"
-    if packaged.is_file():
-        return packaged
-    raise FileNotFoundError(f"no reference {str(name_or_path)!r}: not a file, nor a packaged "
-                            f"one in {packaged.parent}")
+    return yaml_file(name_or_path, "reference", "reference")
 
 
 def load_reference(name_or_path: str | os.PathLike) -> dict:

@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from recbole_microlens.io import atomic_open
-from recbole_microlens.paths import properties_dir
+from recbole_microlens.paths import properties_dir, yaml_file
 
 # The selection metric: valid NDCG@10 of the trial's best epoch (so far, while it trains).
 SELECTION = "valid_ndcg@10"
@@ -88,14 +88,7 @@ def packaged_tune_configs() -> list[str]:
 
 def tune_config_path(name_or_path: str | os.PathLike) -> Path:
     """A yaml file, or the name of a packaged one (``paper``, ``sample``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    packaged = properties_dir() / "tune" / f"{name_or_path}.yaml"
-    if packaged.is_file():
-        return packaged
-    raise FileNotFoundError(f"no tune config {str(name_or_path)!r}: not a file, and not one of "
-                            f"the packaged configs {packaged_tune_configs()}")
+    return yaml_file(name_or_path, "tune", "tune config")
 
 
 def load_tune_spec(tune_config: str | os.PathLike | dict, axes=()) -> TuneSpec:
