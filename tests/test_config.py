@@ -56,3 +56,13 @@ def test_installed_package_finds_its_yaml(tmp_path):
         pytest.skip("recbole-microlens is not installed (pip install .)")
     assert probe.returncode == 0, probe.stderr
     assert (properties_dir() / "sequential.yaml").is_file()
+
+
+def test_table_keys_name_their_entry_or_fail_clearly():
+    from recbole_microlens.model.layers import ITEM_TOWERS
+    from recbole_microlens.model.options import choose
+
+    assert choose({"item_tower": None}, "item_tower", ITEM_TOWERS, default="id") is ITEM_TOWERS["id"]
+    assert choose({"combination": "sum"}, "combination", ("concat", "sum")) == "sum"
+    with pytest.raises(ValueError, match=r"item_tower 'idd' is unknown; choose one of \['encoder'"):
+        choose({"item_tower": "idd"}, "item_tower", ITEM_TOWERS)

@@ -15,6 +15,8 @@ from recbole.utils import FeatureType
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from recbole_microlens.model.options import choose
+
 
 class ItemTable:
     """Vectors of a sorted set of item ids; ``lookup`` maps any id tensor into it."""
@@ -273,7 +275,4 @@ ITEM_TOWERS = {"id": _build_id_tower, "encoder": _build_encoder_tower,
 
 def build_item_tower(config, dataset, dim: int) -> ItemTower:
     """The tower named by ``item_tower`` (default ``id``)."""
-    name = config["item_tower"] or "id"
-    if name not in ITEM_TOWERS:
-        raise ValueError(f"item_tower {name!r} is unknown; choose one of {sorted(ITEM_TOWERS)}")
-    return ITEM_TOWERS[name](config, dataset, dim)
+    return choose(config, "item_tower", ITEM_TOWERS, default="id")(config, dataset, dim)

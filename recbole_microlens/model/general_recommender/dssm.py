@@ -12,6 +12,7 @@ from torch import nn
 
 from recbole_microlens.model.general_recommender.base import UserIDRecommender
 from recbole_microlens.model.layers import build_item_tower
+from recbole_microlens.model.options import choose
 
 
 def _dot(users, items, temperature):
@@ -29,10 +30,7 @@ class DSSM(UserIDRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         dim = config["embedding_size"]
-        if config["similarity"] not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {sorted(SIMILARITIES)}, "
-                             f"got {config['similarity']!r}")
-        self.similarity = SIMILARITIES[config["similarity"]]
+        self.similarity = choose(config, "similarity", SIMILARITIES)
         self.temperature = config["temperature"]
         sizes = [dim, *config["mlp_hidden_size"]]
         self.user_embedding = nn.Embedding(self.n_users, dim)

@@ -21,6 +21,7 @@ from recbole_microlens.model.general_recommender.graph import (
     build_item_modalities,
     segment_softmax,
 )
+from recbole_microlens.model.options import choose
 
 WEIGHT_FUSIONS = {"max": lambda w: w.amax(dim=0), "mean": lambda w: w.mean(dim=0)}
 
@@ -55,10 +56,7 @@ class GRCNID(UserIDRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         dim = config["embedding_size"]
-        if config["weight_fusion"] not in WEIGHT_FUSIONS:
-            raise ValueError(f"weight_fusion must be one of {sorted(WEIGHT_FUSIONS)}, "
-                             f"got {config['weight_fusion']!r}")
-        self.fuse_weights = WEIGHT_FUSIONS[config["weight_fusion"]]
+        self.fuse_weights = choose(config, "weight_fusion", WEIGHT_FUSIONS)
         self.n_layers = config["n_layers"]
         self.graph = TrainingGraph(dataset)
         self.modalities = build_item_modalities(config, dataset, dim)

@@ -14,6 +14,7 @@ from torch import nn
 
 from recbole_microlens.model.general_recommender.base import UserIDRecommender
 from recbole_microlens.model.general_recommender.graph import TrainingGraph, build_item_modalities
+from recbole_microlens.model.options import choose
 
 COMBINATIONS = ("concat", "sum")
 
@@ -46,9 +47,7 @@ class MMGCNID(UserIDRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         dim = config["embedding_size"]
-        if config["combination"] not in COMBINATIONS:
-            raise ValueError(f"combination must be one of {COMBINATIONS}, "
-                             f"got {config['combination']!r}")
+        choose(config, "combination", COMBINATIONS)
         self.graph = TrainingGraph(dataset)
         self.modalities = build_item_modalities(config, dataset, dim)
         self.id_embedding = nn.Embedding(self.n_users + self.n_items, dim)
