@@ -23,8 +23,11 @@ from tabulate import tabulate
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
-OUT = HERE / "out"
-METRICS = ["hit@10", "ndcg@10", "hit@20", "ndcg@20"]
+sys.path.insert(0, str(HERE))
+
+from train_microlens50k import METRICS, OUT  # noqa: E402
+from train_microlens50k import shared_settings as id_baseline_settings  # noqa: E402
+
 HEADERS = ["HR@10", "NDCG@10", "HR@20", "NDCG@20"]  # the paper's names (one positive: Recall = HR)
 SAMPLE = "microlens-sample"
 
@@ -46,23 +49,8 @@ SR_MODELS = ["NextItNet", "GRU4Rec", "SASRec"]
 
 
 def shared_settings(args, dataset: str) -> dict:
-    """What every run shares: CPU-feasible sizes, the same for all models (yaml keeps the rest)."""
-    return {
-        "data_path": str(OUT / "atomic_files"),
-        "checkpoint_dir": str(OUT / "saved"),
-        "epochs": args.epochs,
-        "stopping_step": args.epochs,  # fixed epoch budget: comparable seconds per epoch
-        "learning_rate": args.lr,
-        "train_batch_size": args.batch_size,
-        "eval_batch_size": 2048,
-        "embedding_size": args.dim,
-        "hidden_size": args.dim,
-        "inner_size": 4 * args.dim,
-        "mlp_hidden_size": [args.dim],
-        "show_progress": False,
-        "seed": 2024,
-        "dataset": dataset,
-    }
+    """The ID-baseline benchmark's shared settings, plus the MLP size of the CF towers."""
+    return {**id_baseline_settings(args), "mlp_hidden_size": [args.dim], "dataset": dataset}
 
 
 def prepare_dataset(dataset: str, raw_dir: Path) -> None:
