@@ -39,10 +39,9 @@ def text_settings(args, finetune: str) -> dict:
 
 def time_topk_steps(args, settings: dict) -> dict:
     """Seconds per training step of top-1 fine-tuning, on the first `--topk-steps` batches."""
-    from recbole.data import data_preparation
-
     from recbole_microlens.config import MLConfig
     from recbole_microlens.data.dataset import create_dataset
+    from recbole_microlens.data.loaders import data_preparation
     from recbole_microlens.model import get_model
     from recbole_microlens.trainer import MLTrainer
 

@@ -30,12 +30,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
 
-from recbole.data import data_preparation  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from recbole_microlens.config import MLConfig  # noqa: E402
 from recbole_microlens.data.dataset import create_dataset  # noqa: E402
 from recbole_microlens.data.item_inputs import ItemInputs, clips_to_tensor  # noqa: E402
+from recbole_microlens.data.loaders import data_preparation  # noqa: E402
 from recbole_microlens.encoders import ENCODERS, build_encoder  # noqa: E402
 from recbole_microlens.model import get_model  # noqa: E402
 from recbole_microlens.model.layers import EncoderItemTower  # noqa: E402

@@ -6,11 +6,11 @@ import time
 
 import torch
 
-from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed
 
 from recbole_microlens.config import MLConfig
 from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.loaders import data_preparation
 from recbole_microlens.model import get_model
 from recbole_microlens.results import (
     jsonable_config,

@@ -35,7 +35,7 @@ def test_two_processes_train_and_report(ddp_result):
 def test_gathered_ranking_equals_single_process_ranking(ddp_result):
     """Re-evaluating rank 0's checkpoint in one process gives the DDP (gathered) test metrics."""
     root, options, result = ddp_result
-    from recbole.data import data_preparation
+    from recbole_microlens.data.loaders import data_preparation
 
     from recbole_microlens.config import MLConfig
     from recbole_microlens.data.dataset import create_dataset

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from recbole.data import data_preparation
 
 from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.loaders import data_preparation
 from recbole_microlens.evaluation import mask_scores, metrics_from_ranks, target_ranks
 from recbole_microlens.trainer import MLTrainer
 from tests.helpers import make_config, write_inter_file

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from recbole.data import data_preparation
 
 from recbole_microlens import cli
 from recbole_microlens.data.convert import convert_dataset
 from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.loaders import data_preparation
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.data.raw import detect_raw_files
 from recbole_microlens.data.sample import generate_sample_raw

@@ -1,9 +1,9 @@
 """VideoRec: content towers trained end to end, and the trainer's exact speed-ups."""
 import pytest
 import torch
-from recbole.data import data_preparation
 
 from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.loaders import data_preparation
 from recbole_microlens.data.sample import generate_sample_raw
 from recbole_microlens.model import get_model
 from recbole_microlens.quick_start import run_recbole_ml

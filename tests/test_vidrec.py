@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from recbole.data import data_preparation
 from recbole.data.interaction import Interaction
 
 from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.loaders import data_preparation
 from recbole_microlens.data.sample import generate_sample_raw
 from recbole_microlens.data.text import minilm_folder
 from recbole_microlens.features import extract_features
