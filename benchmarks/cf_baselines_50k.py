@@ -49,8 +49,61 @@ SR_MODELS = ["NextItNet", "GRU4Rec", "SASRec"]
 
 
 def shared_settings(args, dataset: str) -> dict:
-    """The ID-baseline benchmark's shared settings, plus the MLP size of the CF towers."""
-    return {**id_baseline_settings(args), "mlp_hidden_size": [args.dim], "dataset": dataset}
+    """The ID-baseline benchmark's shared settings, plus the MLP size of the CF towers and how
+    often to validate (``--eval-step``, default once after the last epoch: one full ranking by
+    NFM or DeepFM costs minutes on a CPU, and every model then reports its final epoch)."""
+    return {**id_baseline_settings(args), "mlp_hidden_size": [args.dim], "dataset": dataset,
+            "eval_step": args.eval_step or args.epochs}
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options this benchmark and title_features_50k.py share."""
+    parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
+    parser.add_argument("--dataset", default="microlens-50k")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--eval-step", type=int, default=None,
+                        help="validate every N epochs (default: only after the last one)")
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--rerun", action="store_true",
+                        help="train again models whose result file has the same settings")
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    """``MODEL:KEY=VALUE`` (VALUE read as YAML) -> (model, key, value)."""
+    import yaml
+
+    model, _, assignment = text.partition(":")
+    key, _, value = assignment.partition("=")
+    if not (model and key and value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODEL:KEY=VALUE")
+    return model, key, yaml.safe_load(value)
+
+
+def model_settings(settings: dict, overrides, model: str) -> dict:
+    """The shared settings with this model's overrides; a shorter epoch budget still ends with
+    a validation (a run that never validates saves no model to test)."""
+    own = {key: value for name, key, value in overrides if name == model}
+    merged = {**settings, **own}
+    if "epochs" in own:
+        merged["stopping_step"] = own.get("stopping_step", merged["epochs"])
+        merged["eval_step"] = own.get("eval_step", min(merged["eval_step"], merged["epochs"]))
+    return merged
+
+
+def result_path(dataset: str, model: str, overrides) -> Path:
+    """``<dataset>-<model>[-key=value...].json``: runs with other overrides keep their files."""
+    suffix = "".join(f"-{key}={value}" for name, key, value in overrides if name == model)
+    return OUT / f"{dataset}-{model}{suffix}.json"
+
+
+def reusable(result_file: Path, settings: dict) -> bool:
+    """An earlier result trained with exactly these settings (its data_path names the dataset)."""
+    if not result_file.is_file():
+        return False
+    config = json.loads(result_file.read_text()).get("config") or {}
+    return all(config.get(key) == value for key, value in settings.items() if key != "data_path")
 
 
 def prepare_dataset(dataset: str, raw_dir: Path) -> None:
@@ -72,8 +125,12 @@ def run_model(model: str, settings: dict, result_file: Path) -> None:
     run_recbole_ml(model, settings.pop("dataset"), config_dict=settings)
 
 
-def in_subprocess(model: str, settings: dict, result_file: Path) -> dict:
-    """One model per process, so peak memory and timings are its own."""
+def in_subprocess(model: str, settings: dict, result_file: Path, rerun: bool = True) -> dict:
+    """One model per process, so peak memory and timings are its own; with ``rerun`` False, a
+    result file from the same settings is read instead."""
+    if not rerun and reusable(result_file, settings):
+        print(f"{model}: reusing {result_file}")
+        return json.loads(result_file.read_text())
     command = [sys.executable, str(Path(__file__).resolve()), "--_child", model,
                json.dumps(settings), str(result_file)]
     subprocess.run(command, check=True, cwd=ROOT)
@@ -87,7 +144,9 @@ def test_metrics(result: dict) -> list[float]:
 
 def row(name: str, kind: str, result: dict, paper: tuple | None) -> list:
     reference = f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else ""
-    return [name, kind, *test_metrics(result), result["seconds"]["mean_epoch"], reference]
+    seconds, config = result["seconds"], result["config"]
+    return [name, kind, config["learning_rate"], config["epochs"], *test_metrics(result),
+            seconds["mean_epoch"], seconds["test"], reference]
 
 
 def ordering_verdict(results: dict) -> str:
@@ -109,13 +168,11 @@ def ordering_verdict(results: dict) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
-    parser.add_argument("--dataset", default="microlens-50k")
+    add_shared_arguments(parser)
     parser.add_argument("--models", nargs="+", default=CF_MODELS + SR_MODELS)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--override", type=parse_override, action="append", default=[],
+                        metavar="MODEL:KEY=VALUE",
+                        help="one model's setting, e.g. YouTubeID:learning_rate=0.01 (repeatable)")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
@@ -125,14 +182,18 @@ def main():
 
     prepare_dataset(args.dataset, args.raw_dir)
     settings = shared_settings(args, args.dataset)
-    results = {m: in_subprocess(m, settings, OUT / f"{args.dataset}-{m}.json") for m in args.models}
+    results = {m: in_subprocess(m, model_settings(settings, args.override, m),
+                                result_path(args.dataset, m, args.override), rerun=args.rerun)
+               for m in args.models}
     rows = [row(model, "SR" if model in SR_MODELS else "CF", result, PAPER_100K.get(model))
             for model, result in results.items()]
-    headers = ["model", "kind", *HEADERS, "s/epoch", "paper 100K HR@10 / NDCG@10"]
-    print(f"\n{args.dataset}: test metrics, {args.epochs} epochs, dim {args.dim}, lr {args.lr}, "
-          f"batch {args.batch_size}; in-batch softmax, full ranking with history masked\n")
+    headers = ["model", "kind", "lr", "epochs", *HEADERS, "s/epoch", "test ranking s",
+               "paper 100K HR@10 / NDCG@10"]
+    print(f"\n{args.dataset}: test metrics, dim {args.dim}, batch {args.batch_size}, validated "
+          "after the last epoch unless --eval-step; in-batch softmax, full ranking with history "
+          "masked\n")
     print(tabulate(rows, headers=headers, tablefmt="github",
-                   floatfmt=("", "", ".4f", ".4f", ".4f", ".4f", ".2f", "")))
+                   floatfmt=("", "", "g", "d", ".4f", ".4f", ".4f", ".4f", ".1f", ".1f", "")))
     print(f"\n{ordering_verdict(results)}")
 
 

@@ -8,7 +8,9 @@ Converts once (shared with cf_baselines_50k.py), extracts the title features onc
 ``recbole-microlens extract-features --encoder minilm --encoder-checkpoint <minilm_folder()>``
 (resumable; reused when complete), then trains the four models, each in its own process with
 the same sizes and budget, and prints test HR/NDCG@10/20, seconds per epoch and what the frozen
-title features change against the ID-only model.
+title features change against the ID-only model, overall and per training-popularity group (the
+paper's VIDRec finding is that frozen content features do not help warm items); the per-group
+tables and plots go to benchmarks/plots/title_features_50k/.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from cf_baselines_50k import (HEADERS, OUT, ROOT, in_subprocess, prepare_dataset, shared_settings,
-                              test_metrics)
+from cf_baselines_50k import (HEADERS, OUT, ROOT, add_shared_arguments, in_subprocess,
+                              prepare_dataset, shared_settings, test_metrics)
 
 FEATURES_FILE = "features/minilm.npy"  # extract-features' default output, inside the dataset folder
 # paper name -> (class, uses the title features)
@@ -32,6 +34,8 @@ MODELS = {
     "DSSMID+T": ("DSSMIDV", True),
 }
 ID_ONLY = {"SASRecID+T": "SASRecID", "DSSMID+T": "DSSM"}
+POPULARITY_GROUPS = 5
+PLOTS = ROOT / "benchmarks" / "plots" / "title_features_50k"
 
 
 def extract_title_features(dataset: str) -> None:
@@ -49,23 +53,23 @@ def extract_title_features(dataset: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
-    parser.add_argument("--dataset", default="microlens-50k")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=512)
+    add_shared_arguments(parser)
+    parser.add_argument("--plots", type=Path, default=None,
+                        help=f"default: {PLOTS.relative_to(ROOT)} for microlens-50k, else "
+                             "benchmarks/out/plots/<dataset>")
     parser.add_argument("--fusion", choices=["sum", "concat"], default="sum")
     args = parser.parse_args()
 
+    default_plots = PLOTS if args.dataset == "microlens-50k" else OUT / "plots" / args.dataset
+    plots = args.plots or default_plots
     prepare_dataset(args.dataset, args.raw_dir)
     extract_title_features(args.dataset)
-    settings = shared_settings(args, args.dataset)
-    results = {}
+    settings = {**shared_settings(args, args.dataset), "popularity_groups": POPULARITY_GROUPS}
+    results, files = {}, {}
     for name, (model, titles) in MODELS.items():
         extra = {"features_file": FEATURES_FILE, "fusion": args.fusion} if titles else {}
-        results[name] = in_subprocess(model, {**settings, **extra},
-                                      OUT / f"{args.dataset}-{model}-titles{int(titles)}.json")
+        files[name] = OUT / f"{args.dataset}-{model}-titles{int(titles)}.json"
+        results[name] = in_subprocess(model, {**settings, **extra}, files[name], rerun=args.rerun)
     rows = []
     for name, result in results.items():
         metrics = test_metrics(result)
@@ -78,6 +82,19 @@ def main():
           "frozen all-MiniLM-L6-v2 title features\n")
     print(tabulate(rows, headers=headers, tablefmt="github",
                    floatfmt=("", "", ".4f", ".4f", ".4f", ".4f", ".2f", "+.4f")))
+    for with_titles, id_only in ID_ONLY.items():
+        print(f"\n{with_titles} against {id_only}, test HR@10 by training popularity "
+              "(1 = coldest):\n")
+        print(by_popularity(files[id_only], files[with_titles], plots / with_titles))
+
+
+def by_popularity(id_only: Path, with_titles: Path, plots: Path) -> str:
+    """The report's per-group table (Figure 6's ratios, ID-only as the baseline) and its plot."""
+    from recbole_microlens.report import load_summaries, plot_popularity, popularity_table
+
+    summaries = load_summaries([id_only, with_titles])
+    plot = plot_popularity(summaries, summaries[0], plots / "popularity.png")
+    return f"{popularity_table(summaries, summaries[0])}\n\nplot: {plot}"
 
 
 if __name__ == "__main__":
