@@ -8,6 +8,10 @@ first use instead), trains each model in its own process (peak memory per model)
 sizes, learning rate, batch and epoch budget, and prints HR/NDCG@10/20 on test, seconds per
 epoch, the paper's MicroLens-100K numbers beside them, and whether the ordering matches the
 paper's: every sequential model (SR) ahead of every CF model.
+
+``--override MODEL:KEY=VALUE`` changes one model's setting (BENCHMARKS.md section 8 lists the
+ones behind its table); a result file trained with the same settings is reused (``--rerun``
+trains again), so a long table can be assembled over several runs.
 """
 from __future__ import annotations
 
