@@ -55,3 +55,9 @@ def test_sampled_evaluation_is_refused(root):
                          eval_args={"mode": {"valid": "uni100", "test": "full"}})
     with pytest.raises(ValueError, match="eval_args.mode.valid is 'uni100'"):
         data_preparation(config, create_dataset(config))
+
+
+def test_saving_dataloaders_is_refused_not_ignored(root):
+    config = make_config(root, "synthetic", "DSSM", save_dataloaders=True)
+    with pytest.raises(ValueError, match="save_dataloaders is not supported"):
+        data_preparation(config, create_dataset(config))
