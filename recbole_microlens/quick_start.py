@@ -77,6 +77,7 @@ def run_recbole_ml(
             "test": finished - test_started,
             "per_epoch": trainer.epoch_seconds,
             "mean_epoch": sum(trainer.epoch_seconds) / max(len(trainer.epoch_seconds), 1),
+            "per_validation": trainer.valid_seconds,
             "trunk_cache": trainer.trunk_cache_seconds,
         },
         "encoder_items_per_epoch": trainer.epoch_items_encoded,

@@ -39,9 +39,21 @@ def jsonable_config(config) -> dict:
 
 
 def metrics_table(rows: dict) -> str:
-    """``{'valid': {...}, 'test': {...}}`` -> a Markdown table, one column per metric."""
-    metric_names = list(next(iter(rows.values())).keys())
-    body = [[split] + [values.get(m) for m in metric_names] for split, values in rows.items()]
+    """``{'valid': {...}, 'test': {...}}`` -> a Markdown table, one column per metric.
+
+    A split evaluated with a content tower whose store holds fallback inputs gets a second row:
+    the metrics over the targets that show their own media (``real_content``), with the number
+    of targets left out."""
+    rows = {split: values for split, values in rows.items() if values}
+    if not rows:
+        return "(no metrics)"
+    metric_names = [name for name in next(iter(rows.values())) if "@" in name]
+    body = []
+    for split, values in rows.items():
+        body.append([split] + [values.get(m) for m in metric_names])
+        if "real_content" in values:
+            body.append([f"{split}, real content only ({values['fallback_targets']} fallback "
+                         "targets left out)"] + [values["real_content"].get(m) for m in metric_names])
     return tabulate(body, headers=["split"] + metric_names, tablefmt="github", floatfmt=".4f")
 
 

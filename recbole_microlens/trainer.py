@@ -19,11 +19,13 @@ from recbole_microlens import compat
 from recbole_microlens.efficiency import TrunkCache, all_items_table, item_id_fields, unique_items_table
 from recbole_microlens.data.dataset import HOLDOUT_BY_PHASE
 from recbole_microlens.evaluation import (
+    MLEvaluator,
     RankCollector,
+    RankingReport,
+    check_finite,
     mask_scores,
-    metrics_by_popularity,
-    metrics_from_ranks,
     target_ranks,
+    top_items,
 )
 from recbole_microlens.io import atomic_open
 
@@ -59,6 +61,7 @@ class MLTrainer(Trainer):
         self.trunk_cache_seconds = 0.0
         self.epoch_items_encoded: list[int] = []
         self.valid_history: list[dict] = []
+        self.valid_seconds: list[float] = []
         self.item_fields = item_id_fields(config)
         self.unique_items = bool(self.tower is not None and config["unique_item_encoding"] is not False)
         self.bf16 = bool(config["bf16"])
@@ -136,7 +139,9 @@ class MLTrainer(Trainer):
                 return self.model.calculate_loss(interaction)
 
     def _valid_epoch(self, valid_data, show_progress=False):
+        started = time.perf_counter()
         score, result = super()._valid_epoch(valid_data, show_progress)
+        self.valid_seconds.append(time.perf_counter() - started)
         self.valid_history.append(dict(result))
         return score, result
 
@@ -177,32 +182,50 @@ class MLTrainer(Trainer):
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        """Official protocol: full ranking, history masked, one held-out item per user."""
+        """Official protocol: full ranking, history masked, one held-out item per user, ties
+        against the target; RecBole's metrics (evaluation.py)."""
         if not eval_data:
             return None
         if load_best_model:
             self.load_weights(model_file)
         self.model.eval()
         dataset = eval_data._dataset
-        sequences, holdout = dataset.user_sequences, dataset.eval_holdout
-        uid_field = dataset.uid_field
+        holdout = dataset.eval_holdout
+        split = "test" if holdout == HOLDOUT_BY_PHASE["test"] else "valid"
+        collector = self._rank_users(eval_data, split, show_progress)
+        report = RankingReport(self.config, collector, dataset.item_num, dataset.train_item_counts())
+        result = report.metrics()
+        if self.config["popularity_groups"] and split == "test":
+            # a report on the final test only: validation selects on the overall metric
+            result["by_popularity"] = report.by_popularity(self.config["popularity_groups"])
+        fallback = self._fallback_items()
+        if fallback is not None:
+            result["fallback_targets"], result["real_content"] = report.over_items(fallback)
+        return result
+
+    def _rank_users(self, eval_data, split: str, show_progress: bool) -> RankCollector:
+        dataset = eval_data._dataset
+        sequences, holdout, uid_field = dataset.user_sequences, dataset.eval_holdout, dataset.uid_field
+        evaluator = MLEvaluator(self.config)
+        list_length = max(self.config["topk"]) if evaluator.needs_items() else 0
         collector = RankCollector()
-        batches = tqdm(eval_data, desc="Evaluate", ncols=100) if show_progress else eval_data
+        batches = tqdm(eval_data, desc=f"Evaluate {split}", ncols=100) if show_progress else eval_data
         with item_table_once(self.model):
             for interaction, _, target_rows, target_items in batches:
                 interaction = interaction.to(self.device)
                 scores = self.model.full_sort_predict(interaction).view(len(interaction), -1)
+                check_finite(scores, self.config["model"], split)
                 mask_rows, mask_items = sequences.history_mask_indices(interaction[uid_field], holdout)
                 target_rows, target_items = target_rows.to(self.device), target_items.to(self.device)
                 mask_scores(scores, mask_rows.to(self.device), mask_items.to(self.device),
                             target_rows, target_items)
-                collector.add(target_ranks(scores, target_rows, target_items), target_items)
+                served = top_items(scores[target_rows], list_length) if list_length else None
+                collector.add(target_ranks(scores, target_rows, target_items), target_items, served)
         if not self.config["single_spec"]:
             collector.gather()
-        result = metrics_from_ranks(collector.ranks, self.config["topk"], self.config["metrics"])
-        if self.config["popularity_groups"] and holdout == HOLDOUT_BY_PHASE["test"]:
-            # a report on the final test only: validation selects on the overall metric
-            result["by_popularity"] = metrics_by_popularity(
-                collector.ranks, collector.target_items, dataset.train_item_counts(),
-                self.config["popularity_groups"], self.config["topk"], self.config["metrics"])
-        return result
+        return collector
+
+    def _fallback_items(self):
+        """Per item id, whether a content tower sees a fallback instead of the item's media."""
+        inputs = getattr(self.tower, "inputs", None)
+        return inputs.fallback_items() if hasattr(inputs, "fallback_items") else None

@@ -1,4 +1,5 @@
-"""The official protocol on a hand-made dataset with hand-computed HR/NDCG."""
+"""The official protocol on a hand-made dataset with hand-computed HR/NDCG; ties; RecBole's
+metrics computed from our ranks equal RecBole's own Collector + Evaluator on the same scores."""
 import math
 
 import numpy as np
@@ -7,7 +8,21 @@ import torch
 
 from recbole_microlens.data.dataset import create_dataset
 from recbole_microlens.data.loaders import data_preparation
-from recbole_microlens.evaluation import mask_scores, metrics_from_ranks, target_ranks
+from recbole.evaluator import Collector, Evaluator
+from recbole.evaluator.metrics import AveragePopularity, TailPercentage
+
+from recbole_microlens.evaluation import (
+    FastAveragePopularity,
+    FastTailPercentage,
+    MLEvaluator,
+    RankCollector,
+    RankingReport,
+    check_finite,
+    mask_scores,
+    ranking_metrics,
+    target_ranks,
+    top_items,
+)
 from recbole_microlens.trainer import MLTrainer
 from tests.helpers import make_config, write_inter_file
 
@@ -75,13 +90,135 @@ def test_masking_changes_the_ranking():
     assert target_ranks(scores, target_rows, target_items).item() == 1
 
 
-def test_metrics_from_ranks_matches_formulas():
-    ranks = np.array([0, 3, 9, 10, 25])
-    result = metrics_from_ranks(ranks, [10, 20], ["Hit", "NDCG"])
-    assert list(result) == ["hit@10", "ndcg@10", "hit@20", "ndcg@20"]
-    assert result["hit@10"] == pytest.approx(3 / 5)
-    assert result["hit@20"] == pytest.approx(4 / 5)
-    expected = (1 + 1 / math.log2(5) + 1 / math.log2(11)) / 5
-    assert result["ndcg@10"] == pytest.approx(expected, abs=1e-6)
-    with pytest.raises(ValueError, match="not supported"):
-        metrics_from_ranks(ranks, [10], ["AUC"])
+ALL_RECBOLE_METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision", "MAP", "ItemCoverage",
+                       "AveragePopularity", "GiniIndex", "ShannonEntropy", "TailPercentage"]
+
+
+class ConstantScores(FixedScores):
+    """Every item gets the same score: collapsed item vectors."""
+
+    def full_sort_predict(self, interaction):
+        return torch.zeros(len(interaction), self.table.numel())
+
+
+def test_metrics_from_ranks_match_the_formulas(prepared):
+    trainer, _, _ = prepared
+    evaluator = MLEvaluator(trainer.config)
+    ranks = np.array([0, 2, 1, 5])
+    result = ranking_metrics(evaluator, ranks, None, 7, np.ones(7), [1, 3])
+    assert list(result) == ["hit@1", "ndcg@1", "mrr@1", "hit@3", "ndcg@3", "mrr@3"]
+    assert result["hit@3"] == pytest.approx(3 / 4)
+    assert result["ndcg@3"] == pytest.approx((1 + 1 / math.log2(4) + 1 / math.log2(3)) / 4, abs=1e-6)
+    assert result["mrr@3"] == pytest.approx((1 + 1 / 3 + 1 / 2) / 4, abs=1e-6)
+
+
+def test_ties_go_against_the_target():
+    scores = torch.tensor([[0.0, 1, 1, 1, 0.5]])
+    assert target_ranks(scores, torch.tensor([0]), torch.tensor([2])).item() == 2  # 2 others tie
+    assert target_ranks(scores, torch.tensor([0]), torch.tensor([4])).item() == 3
+    constant = torch.zeros(1, 6)
+    assert target_ranks(constant, torch.tensor([0]), torch.tensor([3])).item() == 5
+
+
+def test_a_constant_model_scores_zero_not_one(prepared):
+    trainer, valid, test = prepared
+    constant = MLTrainer(trainer.config, ConstantScores(valid._dataset))
+    for data in (valid, test):
+        result = constant.evaluate(data, load_best_model=False)
+        # every unmasked item ties with the target, so it ranks last among them (6 items: at
+        # most 3 are unmasked, hence hit@3 may be 1, never hit@1); strictly-higher counting gave 1
+        assert result["hit@1"] == 0.0 and result["ndcg@1"] == 0.0 and result["mrr@1"] == 0.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_scores_are_an_error_naming_model_and_split(prepared, bad):
+    trainer, valid, _ = prepared
+
+    class Broken(FixedScores):
+        def full_sort_predict(self, interaction):
+            scores = super().full_sort_predict(interaction)
+            scores[0, 2] = bad
+            return scores
+
+    broken = MLTrainer(trainer.config, Broken(valid._dataset))
+    with pytest.raises(FloatingPointError, match=r"SASRec .* on the valid split"):
+        broken.evaluate(valid, load_best_model=False)
+    check_finite(torch.tensor([[bad, 1.0, 2.0]]), "M", "test")  # the padding column is ignored
+
+
+def _random_ranking(seed=0, users=60, items=40):
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.rand(users, items, generator=generator)  # continuous: no ties
+    targets = torch.randint(1, items, (users,), generator=generator)
+    rows = torch.arange(users)
+    history_rows = torch.randint(0, users, (200,), generator=generator)
+    history_items = torch.randint(1, items, (200,), generator=generator)
+    keep = history_items != targets[history_rows]
+    mask_scores(scores, history_rows[keep], history_items[keep], rows, targets)
+    counts = torch.randint(0, 30, (items,), generator=generator).numpy()
+    return scores, rows, targets, counts
+
+
+def test_every_recbole_metric_equals_recboles_own_collector_and_evaluator(prepared):
+    trainer, _, _ = prepared
+    config = trainer.config
+    config["metrics"], config["topk"] = ALL_RECBOLE_METRICS, [5, 10]
+    try:
+        scores, rows, targets, counts = _random_ranking()
+        # RecBole's path: Collector on the masked scores, then Evaluator
+        collector = Collector(config)
+        collector.eval_batch_collect(scores, None, rows, targets)
+        struct = collector.get_data_struct()
+        struct.set("data.num_items", scores.size(1))
+        struct.set("data.count_items", {i: int(c) for i, c in enumerate(counts) if i})
+        theirs = Evaluator(config).evaluate(struct)
+        # ours: pessimistic ranks and served lists, RecBole's metric classes
+        ours_collector = RankCollector()
+        ours_collector.add(target_ranks(scores, rows, targets), targets, top_items(scores, 10))
+        ours = RankingReport(config, ours_collector, scores.size(1), counts).metrics()
+    finally:
+        config["metrics"], config["topk"] = ["Hit", "NDCG", "MRR"], [1, 3]
+    assert set(ours) == set(theirs) and len(ours) == 11 * 2
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, abs=1e-9), key
+
+
+@pytest.mark.parametrize("tail_ratio", [0.1, 0.5, 4])
+def test_fast_popularity_metrics_equal_recboles(prepared, tail_ratio):
+    trainer, _, _ = prepared
+    config = trainer.config
+    config["topk"], config["tail_ratio"] = [3, 5], tail_ratio
+    try:
+        from recbole.evaluator.collector import DataStruct
+
+        rng = np.random.default_rng(1)
+        struct = DataStruct()
+        struct.set("rec.items", torch.from_numpy(rng.integers(1, 30, size=(50, 5))))
+        struct.set("data.count_items", {i: int(c) for i, c in enumerate(rng.integers(0, 9, 30)) if i})
+        for fast, slow in ((FastTailPercentage, TailPercentage),
+                           (FastAveragePopularity, AveragePopularity)):
+            assert fast(config).calculate_metric(struct) == slow(config).calculate_metric(struct)
+    finally:
+        config["topk"], config["tail_ratio"] = [1, 3], None
+
+
+def test_unknown_metric_is_refused(prepared):
+    trainer, _, _ = prepared
+    config = trainer.config
+    config["metrics"] = ["Hit", "AUCC"]
+    try:
+        with pytest.raises(ValueError, match="AUCC"):
+            MLEvaluator(config)
+    finally:
+        config["metrics"] = ["Hit", "NDCG", "MRR"]
+
+
+def test_report_over_items_leaves_flagged_targets_out(prepared):
+    trainer, _, _ = prepared
+    collector = RankCollector()
+    collector.add(torch.tensor([0, 0, 5, 5]), torch.tensor([1, 2, 3, 4]))
+    report = RankingReport(trainer.config, collector, 6, np.ones(6))
+    flags = np.array([False, False, False, True, True, False])  # items 3, 4 fell back
+    assert report.metrics()["hit@3"] == pytest.approx(0.5)
+    flagged, real = report.over_items(flags)
+    assert flagged == 2 and real["hit@3"] == 1.0

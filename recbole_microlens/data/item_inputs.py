@@ -17,6 +17,9 @@ from recbole_microlens.data.text import TitleStore, prepare_titles
 
 logger = logging.getLogger(__name__)
 
+# Store statuses whose row shows the item's own content (media.STATUSES, text's title statuses).
+REAL_CONTENT = ("ok", "partial", "padding")
+
 
 class ItemInputs:
     """``inputs(ids) -> encoder input`` for a store whose rows are indexed by item token."""
@@ -29,6 +32,16 @@ class ItemInputs:
     def __call__(self, ids: torch.Tensor, device=None):
         rows = self.rows_by_id[ids.cpu()].numpy()
         return self.convert(self.store[rows], device or ids.device)
+
+    def fallback_items(self) -> np.ndarray:
+        """Per item id: True where the store holds a fallback instead of the item's own media
+        or title (missing, undecodable, empty); a partial video still shows the video."""
+        status = np.asarray(getattr(self.store, "status", []), dtype=object)
+        if status.size == 0:
+            return np.zeros(len(self.rows_by_id), dtype=bool)
+        flags = ~np.isin(status, REAL_CONTENT)
+        flags[0] = False  # the padding row
+        return flags[self.rows_by_id.numpy()]
 
     @property
     def vocab_size(self) -> int | None:
