@@ -9,7 +9,9 @@ from recbole.utils import ModelType
 
 from recbole_microlens import compat
 from recbole_microlens.model import get_model
-from recbole_microlens.paths import properties_dir
+from recbole_microlens.paths import properties_dir, yaml_file
+
+PROFILE_FOLDER = "profile"
 
 
 # Yaml shared by every model of a RecBole model type.
@@ -29,12 +31,21 @@ def _yaml_layers(model_class, dataset: str) -> list[Path]:
     return [path for path in layers if path.is_file()]
 
 
+def resolve_config_files(config_file_list):
+    """Config files by path, or by the name of a packaged profile (``properties/profile/``,
+    e.g. ``reference``: the reference code's training)."""
+    if not config_file_list:
+        return config_file_list
+    return [str(yaml_file(name, PROFILE_FOLDER, "config file or profile"))
+            for name in config_file_list]
+
+
 class MLConfig(Config):
     """``Config`` that knows recbole-microlens models and properties."""
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         compat.apply()
-        super().__init__(model, dataset, config_file_list, config_dict)
+        super().__init__(model, dataset, resolve_config_files(config_file_list), config_dict)
 
     def _get_model_and_dataset(self, model, dataset):
         if isinstance(model, str) or model is None:

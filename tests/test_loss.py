@@ -76,3 +76,49 @@ def test_gradients_flow_to_hidden_and_items():
     loss.backward()
     assert hidden.grad.abs().sum() > 0 and table.grad[[2, 3]].abs().sum() > 0
     assert table.grad[[0, 1, 4, 5]].abs().sum() == 0  # only batch items are candidates
+
+
+def direct_slot_loss(hidden, targets, table, log_pop, user_items):
+    """The reference code's candidates, by hand: every filled slot of the batch, duplicates
+    kept; the user's own items masked except the label's slot in the user's own row."""
+    slots = [(b, int(i)) for b in range(user_items.size(0)) for i in user_items[b] if i > 0]
+    losses = []
+    for b in range(targets.size(0)):
+        own = {int(i) for i in user_items[b] if i > 0}
+        for pos in range(targets.size(1)):
+            label = int(targets[b, pos])
+            if label == 0:
+                continue
+            label_slot = next(s for s, (row, item) in enumerate(slots) if row == b and item == label)
+            logits = [float(hidden[b, pos] @ table[item]) - float(log_pop[item])
+                      for s, (_, item) in enumerate(slots) if s == label_slot or item not in own]
+            label_logit = float(hidden[b, pos] @ table[label]) - float(log_pop[label])
+            losses.append(math.log(sum(math.exp(v) for v in logits)) - label_logit)
+    return sum(losses) / len(losses)
+
+
+def _popular_batch(seed=0):
+    torch.manual_seed(seed)
+    table = torch.randn(12, 5)
+    log_pop = torch.log(torch.rand(12) + 0.05)
+    item_seq = torch.tensor([[1, 2, 3, 4], [2, 5, 6, 0], [7, 2, 0, 0], [2, 9, 10, 0]])
+    lengths = torch.tensor([4, 3, 2, 3])
+    next_item = torch.tensor([5, 8, 9, 11])  # item 2 sits in every window, 9 in two
+    targets = window_targets(item_seq, lengths, next_item)
+    user_items = torch.cat([item_seq, next_item[:, None]], 1)
+    return table, log_pop, targets, user_items, torch.randn(4, 4, 5)
+
+
+def test_slot_candidates_equal_the_reference_computation():
+    table, log_pop, targets, user_items, hidden = _popular_batch()
+    loss = inbatch_logq_loss(hidden, targets, lambda ids: table[ids], log_pop, user_items,
+                             candidates="slots")
+    assert abs(loss.item() - direct_slot_loss(hidden, targets, table, log_pop, user_items)) < 1e-5
+
+
+def test_slot_candidates_weigh_repeated_negatives():
+    table, log_pop, targets, user_items, hidden = _popular_batch(1)
+    embed = lambda ids: table[ids]  # noqa: E731
+    slots = inbatch_logq_loss(hidden, targets, embed, log_pop, user_items, candidates="slots")
+    unique = inbatch_logq_loss(hidden, targets, embed, log_pop, user_items, candidates="unique")
+    assert not torch.isclose(slots, unique)

@@ -13,9 +13,20 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_microlens.model.layers import build_item_tower
-from recbole_microlens.model.loss import inbatch_logq_loss, window_targets
+from recbole_microlens.model.loss import CANDIDATE_SETS, inbatch_logq_loss, window_targets
+from recbole_microlens.model.options import choose
 
 LOSS_TYPES = ("inbatch", "CE")
+PADDING_SIDES = ("right", "left")
+WEIGHT_INITS = ("normal", "xavier_normal")
+
+
+def left_align(item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+    """RecBole's windows (items at 0..len-1, zeros after) moved right, so that the newest item
+    sits at the last position and the padding comes first (the reference code's layout)."""
+    width = item_seq.size(1)
+    positions = torch.arange(width, device=item_seq.device).unsqueeze(0)
+    return item_seq.gather(1, (positions - (width - item_seq_len).unsqueeze(1)) % width)
 
 
 def log_training_popularity(dataset) -> torch.Tensor:
@@ -35,6 +46,10 @@ class MLSequentialRecommender(SequentialRecommender):
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         self.item_dim = config[self.item_dim_key]
+        self.padding_side = choose(config, "padding_side", PADDING_SIDES, default="right")
+        self.weight_init = choose(config, "weight_init", WEIGHT_INITS, default="normal")
+        self.inbatch_candidates = choose(config, "inbatch_candidates", CANDIDATE_SETS,
+                                         default="unique")
         self.item_tower = build_item_tower(config, dataset, self.item_dim)
         self.register_buffer("log_popularity", log_training_popularity(dataset))
 
@@ -52,9 +67,13 @@ class MLSequentialRecommender(SequentialRecommender):
                 self._init_weights(module)
 
     def _init_weights(self, module):
-        """RecBole's SASRec initialisation, shared by all our backbones."""
+        """RecBole's SASRec initialisation (``weight_init: normal``, N(0, initializer_range)) or
+        the reference code's (``xavier_normal``), shared by all our backbones."""
         if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+            if self.weight_init == "xavier_normal":
+                torch.nn.init.xavier_normal_(module.weight.data)
+            else:
+                module.weight.data.normal_(mean=0.0, std=self.initializer_range)
         elif isinstance(module, torch.nn.LayerNorm):
             module.bias.data.zero_()
             module.weight.data.fill_(1.0)
@@ -62,12 +81,22 @@ class MLSequentialRecommender(SequentialRecommender):
             module.bias.data.zero_()
 
     def position_states(self, item_seq, item_seq_len) -> torch.Tensor:
+        """One state per position, in the layout of ``padding_side`` (``left``: the newest item
+        at the last position)."""
+        if self.padding_side == "left":
+            item_seq = left_align(item_seq, item_seq_len)
         return self.encode(self.item_tower(item_seq), item_seq, item_seq_len)
 
+    def last_positions(self, item_seq_len) -> torch.Tensor:
+        """Position of the newest item of each window."""
+        if self.padding_side == "left":
+            return torch.full_like(item_seq_len, self.max_seq_length - 1)
+        return item_seq_len - 1
+
     def forward(self, item_seq, item_seq_len) -> torch.Tensor:
-        """State at the last position: the user's next-item query."""
+        """State at the newest item: the user's next-item query."""
         states = self.position_states(item_seq, item_seq_len)
-        return self.gather_indexes(states, item_seq_len - 1)
+        return self.gather_indexes(states, self.last_positions(item_seq_len))
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
@@ -78,10 +107,11 @@ class MLSequentialRecommender(SequentialRecommender):
             return F.cross_entropy(logits, next_item)
         states = self.position_states(item_seq, item_seq_len)
         targets = window_targets(item_seq, item_seq_len, next_item)
+        if self.padding_side == "left":
+            targets = left_align(targets, item_seq_len)
         user_items = torch.cat([item_seq, next_item.unsqueeze(1)], dim=1)
-        return inbatch_logq_loss(
-            states, targets, self.item_tower, self.log_popularity, user_items
-        )
+        return inbatch_logq_loss(states, targets, self.item_tower, self.log_popularity,
+                                 user_items, candidates=self.inbatch_candidates)
 
     def predict(self, interaction):
         query = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

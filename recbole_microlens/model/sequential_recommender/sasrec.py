@@ -19,7 +19,7 @@ class SASRec(MLSequentialRecommender):
             n_layers=config["n_layers"],
             n_heads=config["n_heads"],
             hidden_size=self.item_dim,
-            inner_size=config["inner_size"],
+            inner_size=config["inner_size"] or 4 * self.item_dim,
             hidden_dropout_prob=config["hidden_dropout_prob"],
             attn_dropout_prob=config["attn_dropout_prob"],
             hidden_act=config["hidden_act"],
