@@ -28,6 +28,10 @@ from recbole_microlens.evaluation import (
     top_items,
 )
 from recbole_microlens.io import atomic_open
+from recbole_microlens.model.options import choose
+
+# Which parameters get the encoder's learning rate and weight decay.
+ENCODER_GROUPS = ("encoder", "encoder+projection")
 
 
 def content_tower(model):
@@ -88,10 +92,14 @@ class MLTrainer(Trainer):
         """A separate learning rate and weight decay for a content encoder (paper: 1e-4, text 5e-5)."""
         if self.tower is None or "params" in kwargs:
             return super()._build_optimizer(**kwargs)
-        encoder_params = {id(p) for p in self.tower.encoder.parameters()}
+        encoder_modules = [self.tower.encoder]
+        if choose(self.config, "encoder_group", ENCODER_GROUPS, "encoder") == "encoder+projection":
+            encoder_modules.append(self.tower.projection)  # the reference code's grouping
+        encoder_trainable = [p for module in encoder_modules for p in module.parameters()
+                             if p.requires_grad]
+        encoder_params = {id(p) for p in encoder_trainable}
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": [p for p in trainable if id(p) not in encoder_params]}]
-        encoder_trainable = [p for p in self.tower.encoder.parameters() if p.requires_grad]
         if encoder_trainable:
             groups.append({
                 "params": encoder_trainable,
@@ -113,6 +121,10 @@ class MLTrainer(Trainer):
             return
         if self.tower.encoder.trainable_block_start == 0:
             self.logger.info("trunk_cache ignored: the whole encoder trains (finetune: full)")
+            return
+        if not self.tower.encoder.trunk_is_a_function_of_the_item:
+            self.logger.info("trunk_cache ignored: frozen_trunk_mode: train normalises the "
+                             "trunk with batch statistics, so its output is not per item")
             return
         root = Path(self.config["checkpoint_dir"]) / "trunk_cache" / self.config["dataset"]
         started = time.perf_counter()

@@ -96,3 +96,68 @@ def test_reference_profile_trains_and_selects_on_hit(root, tmp_path):
     assert result["valid_metric"] == "Hit@10"
     assert result["best_valid_score"] == result["valid"]["hit@10"]
     assert 0.0 <= result["test"]["hit@10"] <= 1.0
+
+
+# -- VideoRec options of the profile -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def video_root(tmp_path_factory):
+    from recbole_microlens.data.sample import generate_sample_raw
+
+    root = tmp_path_factory.mktemp("reference_video")
+    generate_sample_raw(root / "raw", n_users=30, n_items=40, seed=4)
+    return root
+
+
+def build_video(root, **overrides):
+    from recbole_microlens.trainer import MLTrainer
+
+    options = {"raw_data_path": str(root / "raw"), "item_encoder": "r3d-r18",
+               "encoder_overrides": {"size": 16}, "hidden_size": 16, "train_batch_size": 8,
+               "encode_chunk_size": 16, "encoder_learning_rate": 1e-4, **overrides}
+    config = make_config(root / "atomic", "refvideo", model="SASRecV", **options)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    torch.manual_seed(0)
+    model = get_model("SASRecV")(config, train._dataset)
+    return model, MLTrainer(config, model), train
+
+
+def test_projection_activation_gelu(video_root, one_thread):
+    model, _, _ = build_video(video_root, item_projection_act="gelu")
+    tower = model.item_tower.eval()
+    ids = torch.tensor([1, 2, 3])
+    features = tower.encoder(tower.inputs(ids, tower.device))
+    assert torch.allclose(tower.embed(ids), torch.nn.functional.gelu(tower.projection(features)))
+    plain, _, _ = build_video(video_root)
+    assert isinstance(plain.item_tower.activation, torch.nn.Identity)
+
+
+def test_frozen_trunk_in_train_mode_uses_batch_statistics(video_root, one_thread):
+    model, trainer, _ = build_video(video_root, frozen_trunk_mode="train", finetune_top_blocks=1)
+    encoder = model.item_tower.encoder
+    model.train()
+    trunk_norms = [m for block in encoder.blocks[:encoder.trainable_block_start]
+                   for m in block.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert trunk_norms and all(m.training for m in trunk_norms)
+    assert not any(p.requires_grad for block in encoder.blocks[:encoder.trainable_block_start]
+                   for p in block.parameters())
+    trainer._prepare_trunk_cache(show_progress=False)
+    assert model.item_tower.trunk_cache is None  # batch statistics: nothing per item to cache
+    default, _, _ = build_video(video_root)
+    default.train()
+    enc = default.item_tower.encoder
+    assert not any(m.training for block in enc.blocks[:enc.trainable_block_start]
+                   for m in block.modules() if isinstance(m, torch.nn.BatchNorm3d))
+
+
+def test_encoder_group_with_projection(video_root, one_thread):
+    model, trainer, _ = build_video(video_root, encoder_group="encoder+projection",
+                                    encoder_weight_decay=0.0)
+    groups = trainer.optimizer.param_groups
+    projection = {id(p) for p in model.item_tower.projection.parameters()}
+    assert projection <= {id(p) for p in groups[1]["params"]}
+    assert groups[1]["lr"] == 1e-4 and groups[1]["weight_decay"] == 0.0
+    assert not projection & {id(p) for p in groups[0]["params"]}
+    model, trainer, _ = build_video(video_root)
+    projection = {id(p) for p in model.item_tower.projection.parameters()}
+    assert projection <= {id(p) for p in trainer.optimizer.param_groups[0]["params"]}

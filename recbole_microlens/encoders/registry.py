@@ -22,6 +22,10 @@ from recbole_microlens.encoders.checkpoints import CheckpointFormat, load_checkp
 logger = logging.getLogger(__name__)
 
 FINETUNE_MODES = ("frozen", "top", "full")
+# How the frozen trunk runs while the top trains: ``eval`` (fixed BatchNorm statistics, no
+# dropout: a function of the item alone, so it can be cached) or ``train`` (the reference code:
+# frozen layers follow the model's mode, BatchNorm normalises with batch statistics).
+TRUNK_MODES = ("eval", "train")
 MODALITIES = ("video", "image", "text")
 
 # Normalisation each checkpoint was trained with.
@@ -81,6 +85,7 @@ class ItemEncoder(nn.Module):
         self.input = spec_input  # what this encoder was built for (the spec's, plus overrides)
         self._trainable_start = 0
         self._train_requested = True
+        self.trunk_mode = "eval"
         # Parameters the architecture keeps fixed (e.g. sin-cos position tables) stay fixed.
         self._fixed = {name for name, p in self.named_parameters() if not p.requires_grad}
 
@@ -102,10 +107,14 @@ class ItemEncoder(nn.Module):
             x = block(x)
         return x
 
-    def set_finetune(self, mode: str, top_blocks: int = 1) -> ItemEncoder:
+    def set_finetune(self, mode: str, top_blocks: int = 1, trunk_mode: str = "eval") -> ItemEncoder:
         """``frozen``: nothing trains; ``top``: the last ``top_blocks`` blocks with parameters
-        before the pool (and the pool) train; ``full``: everything trains. The trunk stays in
-        eval mode (BatchNorm statistics, dropout) even when a parent calls ``.train()``."""
+        before the pool (and the pool) train; ``full``: everything trains. With ``trunk_mode``
+        ``eval`` the trunk stays in eval mode (BatchNorm statistics, dropout) even when a parent
+        calls ``.train()``; with ``train`` it follows the parent (its weights still fixed)."""
+        if trunk_mode not in TRUNK_MODES:
+            raise ValueError(f"frozen_trunk_mode {trunk_mode!r} is unknown; choose one of {TRUNK_MODES}")
+        self.trunk_mode = trunk_mode
         self._trainable_start = self._first_trainable_block(mode, top_blocks)
         for index, block in enumerate(self.blocks):
             trains = index >= self._trainable_start
@@ -114,12 +123,20 @@ class ItemEncoder(nn.Module):
         return self.train(self._train_requested)
 
     def train(self, mode: bool = True) -> ItemEncoder:
-        """The requested mode for the trained blocks; the frozen trunk always evaluates."""
+        """The requested mode for the trained blocks; the frozen trunk evaluates unless
+        ``trunk_mode`` is ``train``."""
         self._train_requested = mode
+        if self.trunk_mode == "train":
+            return super().train(mode)
         super().train(mode and self._trainable_start < self.num_blocks)
         for block in self.blocks[: self._trainable_start]:
             block.eval()
         return self
+
+    @property
+    def trunk_is_a_function_of_the_item(self) -> bool:
+        """Whether the frozen trunk's output depends on the item alone (cacheable)."""
+        return self.trunk_mode == "eval"
 
     def _first_trainable_block(self, mode: str, top_blocks: int) -> int:
         if mode == "full":

@@ -93,10 +93,15 @@ class EncoderItemTower(ItemTower):
 
     encodes_content = True
 
-    def __init__(self, n_items: int, dim: int, encoder, inputs, chunk_size: int = 256):
+    #: what follows the projection (``item_projection_act``; the reference code uses GELU)
+    ACTIVATIONS = {"none": nn.Identity, "gelu": nn.GELU}
+
+    def __init__(self, n_items: int, dim: int, encoder, inputs, chunk_size: int = 256,
+                 activation: str = "none"):
         super().__init__(n_items, dim)
         self.encoder = encoder
         self.projection = nn.Linear(encoder.out_dim, dim)
+        self.activation = self.ACTIVATIONS[activation]()
         self.inputs = inputs
         self.chunk_size = chunk_size
         self.trunk_cache = None
@@ -119,7 +124,7 @@ class EncoderItemTower(ItemTower):
             start, x = self.trunk_cache.start, self.trunk_cache.lookup(ids, self.device)
         else:
             start, x = 0, self.inputs(ids, self.device)
-        return self.projection(self._run(x, start))
+        return self.activation(self.projection(self._run(x, start)))
 
     def _run(self, x, start: int):
         encoder, trainable = self.encoder, self.encoder.trainable_block_start
@@ -238,7 +243,7 @@ def _build_id_tower(config, dataset, dim):
 def _build_encoder_tower(config, dataset, dim):
     from recbole_microlens.data.item_inputs import build_item_inputs
     from recbole_microlens.encoders import ENCODERS, build_encoder
-    from recbole_microlens.encoders.registry import InputSpec
+    from recbole_microlens.encoders.registry import TRUNK_MODES, InputSpec
 
     name = config["item_encoder"]
     if name not in ENCODERS:
@@ -257,9 +262,12 @@ def _build_encoder_tower(config, dataset, dim):
         overrides.setdefault("vocab_size", inputs.vocab_size)
     encoder = build_encoder(name, checkpoint=config["encoder_checkpoint"], overrides=overrides)
     top_blocks = config["finetune_top_blocks"]
-    encoder.set_finetune(config["finetune"] or "top", 1 if top_blocks is None else top_blocks)
+    encoder.set_finetune(config["finetune"] or "top", 1 if top_blocks is None else top_blocks,
+                         trunk_mode=choose(config, "frozen_trunk_mode", TRUNK_MODES, "eval"))
     return EncoderItemTower(dataset.item_num, dim, encoder, inputs,
-                            chunk_size=config["encode_chunk_size"] or 256)
+                            chunk_size=config["encode_chunk_size"] or 256,
+                            activation=choose(config, "item_projection_act",
+                                              tuple(EncoderItemTower.ACTIVATIONS), "none"))
 
 
 def _build_id_features_tower(config, dataset, dim):

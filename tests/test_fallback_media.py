@@ -1,0 +1,38 @@
+"""Items whose media fell back cannot flatter the metrics, and are counted in the results.
+
+The issue behind it: with no videos and no covers every item gets the same grey clip, hence the
+same vector; ties used to go to the target and such a model scored HR@10 = 1.0.
+"""
+import pytest
+
+from recbole_microlens.data.sample import generate_sample_raw
+from recbole_microlens.quick_start import run_recbole_ml
+from recbole_microlens.results import metrics_table
+
+TINY = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16}, "hidden_size": 16,
+        "train_batch_size": 16, "encode_chunk_size": 32, "epochs": 1, "show_progress": False,
+        "state": "WARNING"}
+
+
+@pytest.fixture(scope="module")
+def raw_without_media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nomedia")
+    generate_sample_raw(root / "raw", n_users=40, n_items=40, seed=5, with_media=False)
+    assert not (root / "raw" / "videos").exists() and not (root / "raw" / "covers").exists()
+    return root
+
+
+def test_identical_fallback_items_score_zero_and_are_counted(raw_without_media, one_thread):
+    root = raw_without_media
+    result = run_recbole_ml("SASRecV", "nomedia", None, {
+        **TINY, "raw_data_path": str(root / "raw"), "data_path": str(root / "atomic"),
+        "checkpoint_dir": str(root / "saved")})
+    n_users = result["n_users"]
+    for split in ("valid", "test"):
+        metrics = result[split]
+        # every item is the same grey clip: every target ties with every unmasked item
+        assert metrics["hit@10"] == 0.0 and metrics["ndcg@10"] == 0.0
+        assert metrics["fallback_targets"] == n_users
+        assert metrics["real_content"]["hit@10"] == 0.0  # no target with real media is left
+    table = metrics_table({"valid": result["valid"], "test": result["test"]})
+    assert f"real content only ({n_users} fallback targets left out)" in table
