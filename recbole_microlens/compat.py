@@ -113,6 +113,20 @@ def check_ray_version() -> str:
     return version
 
 
+def disable_import_time_anomaly_detection() -> bool:
+    """Undo the ``torch.autograd.set_detect_anomaly(True)`` that RecBole's ``sine.py`` runs at
+    import time (``recbole.model.sequential_recommender`` imports it, so any RecBole model
+    lookup does). Anomaly mode checks every backward output for NaN: half the CPU time of an
+    ID SASRec step. Imports the package first, so the side effect has happened and cannot
+    come back (modules run once). Returns whether it had been on."""
+    import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's side effect now)
+    import torch
+
+    was_on = torch.is_anomaly_enabled()
+    torch.autograd.set_detect_anomaly(False)
+    return was_on
+
+
 _applied = False
 
 
@@ -123,6 +137,7 @@ def apply() -> None:
         return
     add_numpy2_aliases()
     restore_dok_update()
+    disable_import_time_anomaly_detection()
     # ray 2.6.3 imports pkg_resources at import time and warns on every worker; keep logs readable.
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:ray._private.parameter")
     _applied = True

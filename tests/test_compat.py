@@ -69,3 +69,22 @@ def test_stock_recbole_checkpoint_reload_can_be_allowed(tmp_path, monkeypatch):
         torch.load(path)  # what RecBole's Trainer.evaluate does
     compat.allow_trusted_recbole_checkpoints()
     assert torch.load(path)["config"].model == "SASRec"
+
+
+def test_recbole_import_no_longer_leaves_autograd_anomaly_detection_on():
+    """RecBole's sine.py turns anomaly detection on at import (every backward output is then
+    checked for NaN); after compat.apply() it is off, in a fresh process as in this one."""
+    import subprocess
+    import sys
+
+    probe = ("import torch, recbole.model.sequential_recommender as s; "
+             "before = torch.is_anomaly_enabled(); "
+             "from recbole_microlens import compat; compat.apply(); "
+             "import recbole.model.sequential_recommender.sine; "
+             "print(before, torch.is_anomaly_enabled())")
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert output == ["True", "False"]
+    torch.autograd.set_detect_anomaly(True)
+    assert compat.disable_import_time_anomaly_detection() is True
+    assert not torch.is_anomaly_enabled()
