@@ -304,7 +304,8 @@ def run_tune(model: str, dataset: str, tune_config: str | os.PathLike | dict = "
                                max_concurrent, asha_epochs=epochs if asha else None)
         with _compact_progress():
             results = tuner.fit()
-    return report_sweep(results, experiment_dir, list(spec.search_space), setup["model"])
+    return report_sweep(results, experiment_dir, list(spec.search_space), setup["model"],
+                        setup["dataset"])
 
 
 def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
@@ -437,7 +438,8 @@ def _restored_tuner(experiment_dir: Path, trainable):
 
 
 # -- what a sweep reports ---------------------------------------------------------------------
-def report_sweep(results, experiment_dir: Path, swept: list[str], model: str) -> TuneResult:
+def report_sweep(results, experiment_dir: Path, swept: list[str], model: str,
+                 dataset: str = "") -> TuneResult:
     """Rows for every trial, the choice (valid only), and the CSV, Markdown, yaml and heatmap."""
     rows = trial_rows(results, swept)
     best = choose_best(rows)
@@ -454,7 +456,8 @@ def report_sweep(results, experiment_dir: Path, swept: list[str], model: str) ->
     plotted = heatmap_rows(rows, swept)
     if plotted:
         files["heatmap"] = experiment_dir / "valid_ndcg10_heatmap.png"
-        write_heatmap(files["heatmap"], plotted, swept, f"{model}: valid NDCG@10")
+        write_heatmap(files["heatmap"], plotted, swept,
+                      f"{model} on {dataset}: valid NDCG@10" if dataset else f"{model}: valid NDCG@10")
     print(summary(markdown, rows, files, experiment_dir), flush=True)
     return TuneResult(experiment_dir, rows, best, best_config, files)
 
@@ -614,7 +617,7 @@ def write_heatmap(path: Path, rows: list[dict], swept: list[str], title: str) ->
     axes.set_xlabel("learning rate")
     axes.set_ylabel("embedding size")
     axes.set_title(title + (f" (best over {', '.join(others)})" if others else ""), fontsize=9)
-    figure.colorbar(image, ax=axes)
+    figure.colorbar(image, ax=axes, label="valid NDCG@10")
     figure.tight_layout()
     with atomic_open(path, "wb") as handle:
         figure.savefig(handle, format="png")
