@@ -10,7 +10,7 @@ INSTALL_REQUIRES = [
     "ray[tune]>=2.5,<=2.6.3",  # recbole 1.2.1 declares ray<=2.6.3
     "numpy>=1.23,<2",  # ray 2.6.3 is built against numpy 1
     "pandas>=1.5,<3",  # pandas 3 (copy-on-write) breaks RecBole's dataset loading
-    "pyarrow>=9,<20",  # what ray 2.6.3's data path still imports
+    "pyarrow>=9,<20",  # ray 2.6.3 predates pyarrow 20 and is known to break with it
     "scipy>=1.10",  # >= 1.13 needs compat.restore_dok_update (applied)
     "transformers>=4.40,<5",  # text/VideoMAE encoders; 5.x (a major release) untested
     "tokenizers>=0.19",
