@@ -1,14 +1,39 @@
 """The documented ways to extend (docs/EXTENDING.md), each by running its example."""
+import importlib
+import sys
+
 import pytest
 import torch
 
-from examples import custom_dataset, custom_encoder, custom_model
+from recbole_microlens import config, model
 from recbole_microlens.checkpoint import load_data_and_model
+from recbole_microlens.encoders import registry
 from recbole_microlens.model import get_model
 from recbole_microlens.model.sequential_recommender import SASRec
 
 
+@pytest.fixture(autouse=True)
+def registries():
+    """Registrations are process-wide: each test's are undone, so other tests see the packaged
+    registries only."""
+    saved = [(table, dict(table)) for table in (registry.ENCODERS, model.MODELS,
+                                                  config.DATASET_LAYERS)]
+    yield
+    for table, content in saved:
+        table.clear()
+        table.update(content)
+
+
+def example(name: str):
+    """Import (again) an example module, which registers what it defines."""
+    name = f"examples.{name}"
+    if name in sys.modules:
+        return importlib.reload(sys.modules[name])
+    return importlib.import_module(name)
+
+
 def test_a_registered_sasrec_subclass_trains_and_reloads(tmp_path, one_thread):
+    custom_model = example("custom_model")
     result = custom_model.main(str(tmp_path))
     assert result["model"] == "TemperedSASRec"
     assert set(result["test_result"]) == {"hit@10", "ndcg@10", "hit@20", "ndcg@20"}
@@ -24,7 +49,10 @@ def test_a_registered_sasrec_subclass_trains_and_reloads(tmp_path, one_thread):
 
 
 def test_models_resolve_by_dotted_path_and_unknown_names_say_how_to_register():
-    assert get_model("examples.custom_model.TemperedSASRec") is custom_model.TemperedSASRec
+    assert "TemperedSASRec" not in model.MODELS
+    resolved = get_model("examples.custom_model.TemperedSASRec")
+    assert resolved.__name__ == "TemperedSASRec" and issubclass(resolved, SASRec)
+    assert model.MODELS["TemperedSASRec"] is resolved
     with pytest.raises(ValueError, match="register_model") as error:
         get_model("MySASRec")
     assert "lightgbm" not in str(error.value)  # RecBole's optional libraries stay out of it
@@ -33,7 +61,7 @@ def test_models_resolve_by_dotted_path_and_unknown_names_say_how_to_register():
 
 
 def test_a_custom_dataset_with_registered_defaults(tmp_path, one_thread):
-    result = custom_dataset.main(str(tmp_path))
+    result = example("custom_dataset").main(str(tmp_path))
     assert result["dataset"] == "toy-clicks" and result["n_users"] == 120
     assert result["config"]["MAX_ITEM_LIST_LENGTH"] == 5  # from the registered yaml
     assert result["config"]["learning_rate"] == 0.005
@@ -44,7 +72,7 @@ def test_a_custom_dataset_with_registered_defaults(tmp_path, one_thread):
 def test_a_registered_encoder_trains_as_an_item_tower(tmp_path, one_thread, capsys):
     from recbole_microlens.cli import main
 
-    result = custom_encoder.main(str(tmp_path))
+    result = example("custom_encoder").main(str(tmp_path))
     assert result["config"]["item_encoder"] == "tiny-cnn"
     assert result["encoder_items_per_epoch"][0] > 0
     store = tmp_path / "atomic_files" / "microlens-sample" / "media" / "covers_s32"
