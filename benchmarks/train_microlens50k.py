@@ -73,7 +73,6 @@ def run_stock_sasrec(settings: dict, result_file: Path) -> None:
     from recbole_microlens import compat
     from recbole_microlens.results import peak_rss_mb
 
-    compat.allow_trusted_recbole_checkpoints()  # RecBole reloads its own (pickled) checkpoint
     config = Config("SASRec", DATASET, config_dict={
         **settings,
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
@@ -100,7 +99,8 @@ def run_stock_sasrec(settings: dict, result_file: Path) -> None:
 
     trainer = TimedTrainer(config, model)
     _, best_valid = trainer.fit(train, valid, show_progress=False)
-    test_result = trainer.evaluate(test, load_best_model=True)
+    with compat.trusted_recbole_checkpoints(config["checkpoint_dir"]):  # RecBole's own pickles
+        test_result = trainer.evaluate(test, load_best_model=True)
     result = {"valid": dict(best_valid), "test": dict(test_result),
               "seconds": {"prepare": prepare, "per_epoch": epoch_seconds,
                           "mean_epoch": sum(epoch_seconds) / len(epoch_seconds)},

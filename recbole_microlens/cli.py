@@ -9,6 +9,7 @@ from pathlib import Path
 
 from recbole_microlens.data.convert import convert_dataset
 from recbole_microlens.data.raw import RawFilesError, RawFormatError, detect_raw_files
+from recbole_microlens.inference_cli import add_commands as add_inference_commands
 from recbole_microlens.tune import add_tune_arguments, run_tune_from_args
 
 # ``--pairs-tsv`` -> RawFiles.pairs_tsv, and so on: explicit files that win over detection.
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(commands)
     _add_report(commands)
     _add_extract_features(commands)
+    add_inference_commands(commands)  # recommend, export-embeddings
     return parser
 
 

@@ -5,8 +5,11 @@ Nothing here edits RecBole's files. Fixes are applied by ``apply()`` (idempotent
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
@@ -73,14 +76,42 @@ def torch_load(path, *, trusted: bool = False, map_location="cpu"):
 
 
 def allow_trusted_recbole_checkpoints() -> None:
-    """Let stock RecBole reload the checkpoints it wrote itself in this process.
-
-    RecBole calls ``torch.load`` without ``weights_only``; torch >= 2.6 then refuses its pickled
-    Config. For runs of stock RecBole (benchmarks), whose checkpoints the same run just wrote,
-    the documented ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` switch restores the old default. Calls
-    that pass ``weights_only`` explicitly (all of ours) are unaffected.
+    """Process-wide: every ``torch.load`` without ``weights_only`` unpickles (torch's documented
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``). Prefer :func:`trusted_recbole_checkpoints`, which
+    trusts one folder only. Calls that pass ``weights_only`` explicitly (ours) are unaffected.
     """
     os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+
+
+@contextlib.contextmanager
+def trusted_recbole_checkpoints(checkpoint_dir: str | os.PathLike = "saved"):
+    """While active, stock RecBole can reload the checkpoints it writes into ``checkpoint_dir``.
+
+    RecBole's ``Trainer`` saves its pickled ``Config`` with pickle protocol 4 and reloads it with
+    a bare ``torch.load``; torch >= 2.6 defaults to ``weights_only=True``, whose unpickler
+    rejects both the Config classes and protocol 4's framing ("Unsupported operand 149"), so no
+    allow-list of classes (``torch.serialization.add_safe_globals``) can admit these files.
+    This switch is explicit and narrow: only a bare ``torch.load`` of a file inside
+    ``checkpoint_dir`` (the folder the run writes its own checkpoints to) unpickles; any other
+    path, and any call that passes ``weights_only``, keeps torch's safe default.
+    """
+    import torch
+
+    trusted = Path(checkpoint_dir).resolve()
+    original = torch.load
+
+    @functools.wraps(original)
+    def load(f, *args, **kwargs):
+        if "weights_only" not in kwargs and isinstance(f, (str, os.PathLike)) \
+                and Path(f).resolve().is_relative_to(trusted):
+            kwargs["weights_only"] = False
+        return original(f, *args, **kwargs)
+
+    torch.load = load
+    try:
+        yield trusted
+    finally:
+        torch.load = original
 
 
 def restore_dok_update() -> bool:

@@ -8,7 +8,7 @@ from recbole.config import Config
 from recbole.utils import ModelType
 
 from recbole_microlens import compat
-from recbole_microlens.model import get_model
+from recbole_microlens.model import get_model, register_model
 from recbole_microlens.paths import properties_dir, yaml_file
 
 PROFILE_FOLDER = "profile"
@@ -16,6 +16,20 @@ PROFILE_FOLDER = "profile"
 
 # Yaml shared by every model of a RecBole model type.
 TYPE_LAYERS = {ModelType.SEQUENTIAL: "sequential", ModelType.GENERAL: "general"}
+#: dataset name -> yaml files registered for it (after properties/dataset/<name>.yaml)
+DATASET_LAYERS: dict[str, list[Path]] = {}
+
+
+def register_dataset(name: str, config_file) -> None:
+    """Give dataset ``name`` its own defaults, as the packaged ``properties/dataset/*.yaml`` do:
+    every run on ``name`` reads ``config_file`` (before --config_files and the command line).
+    The data itself are RecBole atomic files in ``<data_path>/<name>/``."""
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such yaml file for dataset {name!r}")
+    DATASET_LAYERS.setdefault(name, [])
+    if path not in DATASET_LAYERS[name]:
+        DATASET_LAYERS[name].append(path)
 
 
 def _yaml_layers(model_class, dataset: str) -> list[Path]:
@@ -28,6 +42,7 @@ def _yaml_layers(model_class, dataset: str) -> list[Path]:
     lineage = [cls.__name__ for cls in reversed(model_class.__mro__) if hasattr(cls, "type")]
     layers += [root / "model" / f"{name}.yaml" for name in lineage]
     layers.append(root / "dataset" / f"{dataset}.yaml")
+    layers += DATASET_LAYERS.get(dataset, [])
     return [path for path in layers if path.is_file()]
 
 
@@ -53,6 +68,8 @@ class MLConfig(Config):
             if model is None:
                 raise KeyError("model must be given (argument, config file, dict or --model=)")
             model = get_model(model)
+        else:
+            register_model(model)  # a class given directly: checkpoints name it, reloads find it
         return super()._get_model_and_dataset(model, dataset)
 
     def _init_device(self):

@@ -6,7 +6,9 @@ import time
 
 import torch
 
-from recbole.utils import init_logger, init_seed
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_microlens.checkpoint import load_data_and_model  # noqa: F401  (RecBole's API)
 
 from recbole_microlens.config import MLConfig
 from recbole_microlens.data.dataset import create_dataset
@@ -30,7 +32,11 @@ def run_recbole_ml(
     saved=True,
     callback_fn=None,
 ) -> dict:
-    """Train on the training split, select on valid NDCG@10, report valid and test metrics."""
+    """Train on the training split, select on valid NDCG@10, report valid and test metrics.
+
+    The result has RecBole's keys (``best_valid_score``, ``valid_score_bigger``,
+    ``best_valid_result``, ``test_result``) beside ours (``valid``, ``test``, timings, ...).
+    """
     started = time.perf_counter()
     config = MLConfig(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -59,12 +65,18 @@ def run_recbole_ml(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
     finished = time.perf_counter()
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
 
     result = {
         "model": config["model"],
         "dataset": config["dataset"],
         "seed": config["seed"],
+        # RecBole's run_recbole keys
         "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
         "valid_metric": config["valid_metric"],
         "valid": dict(best_valid_result or {}),
         "test": dict(test_result or {}),
@@ -96,6 +108,18 @@ def run_recbole_ml(
     if not config["single_spec"]:
         torch.distributed.destroy_process_group()
     return result
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True) -> dict:
+    """RecBole's ``objective_function`` for its ``HyperTuning``, through our config, trainer and
+    evaluation; ``model`` and ``dataset`` come from the config dict or files, as in RecBole."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:  # one log file per trial, as RecBole does
+        root.removeHandler(handler)
+    result = run_recbole_ml(config_file_list=config_file_list, config_dict=config_dict,
+                            saved=saved)
+    keys = ("model", "best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
+    return {key: result[key] for key in keys}
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, *, nproc=1, ip="localhost",

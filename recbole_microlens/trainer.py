@@ -16,6 +16,7 @@ from recbole.utils import set_color
 from tqdm import tqdm
 
 from recbole_microlens import compat
+from recbole_microlens.checkpoint import run_record
 from recbole_microlens.efficiency import TrunkCache, all_items_table, item_id_fields, unique_items_table
 from recbole_microlens.data.dataset import HOLDOUT_BY_PHASE
 from recbole_microlens.evaluation import (
@@ -157,12 +158,15 @@ class MLTrainer(Trainer):
         self.valid_history.append(dict(result))
         return score, result
 
-    # -- checkpoints (loadable with torch.load(weights_only=True)) --------------------------------
+    # -- checkpoints (loadable with torch.load(weights_only=True); see checkpoint.py) ------------
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         path = kwargs.pop("saved_model_file", self.saved_model_file)
+        if getattr(self, "run_record", None) is None:
+            self.run_record = run_record(self.config)  # plain data: config, data checksums
         state = {
+            **self.run_record,
             "model": self.config["model"],
             "epoch": epoch,
             "cur_step": self.cur_step,

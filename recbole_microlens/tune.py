@@ -304,7 +304,8 @@ def run_tune(model: str, dataset: str, tune_config: str | os.PathLike | dict = "
                                max_concurrent, asha_epochs=epochs if asha else None)
         with _compact_progress():
             results = tuner.fit()
-    return report_sweep(results, experiment_dir, list(spec.search_space), setup["model"])
+    return report_sweep(results, experiment_dir, list(spec.search_space), setup["model"],
+                        setup["dataset"])
 
 
 def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
@@ -437,13 +438,14 @@ def _restored_tuner(experiment_dir: Path, trainable):
 
 
 # -- what a sweep reports ---------------------------------------------------------------------
-def report_sweep(results, experiment_dir: Path, swept: list[str], model: str) -> TuneResult:
+def report_sweep(results, experiment_dir: Path, swept: list[str], model: str,
+                 dataset: str = "") -> TuneResult:
     """Rows for every trial, the choice (valid only), and the CSV, Markdown, yaml and heatmap."""
     rows = trial_rows(results, swept)
     best = choose_best(rows)
     markdown = markdown_report(rows, best, model)
     files = {"csv": experiment_dir / "trials.csv", "markdown": experiment_dir / "trials.md"}
-    write_csv(files["csv"], rows)
+    write_csv(files["csv"], [tests_of_chosen_only(row, best) for row in rows])
     write_text(files["markdown"], markdown)
     best_config = None
     if best is not None:
@@ -454,7 +456,8 @@ def report_sweep(results, experiment_dir: Path, swept: list[str], model: str) ->
     plotted = heatmap_rows(rows, swept)
     if plotted:
         files["heatmap"] = experiment_dir / "valid_ndcg10_heatmap.png"
-        write_heatmap(files["heatmap"], plotted, swept, f"{model}: valid NDCG@10")
+        write_heatmap(files["heatmap"], plotted, swept,
+                      f"{model} on {dataset}: valid NDCG@10" if dataset else f"{model}: valid NDCG@10")
     print(summary(markdown, rows, files, experiment_dir), flush=True)
     return TuneResult(experiment_dir, rows, best, best_config, files)
 
@@ -514,6 +517,14 @@ def choose_best(rows: list[dict]) -> dict | None:
     return max(candidates, key=lambda row: row[SELECTION], default=None)
 
 
+def tests_of_chosen_only(row: dict, best: dict | None) -> dict:
+    """``row`` with its test metrics blanked unless it is the chosen trial: the sweep reads the
+    test set for its choice only (each trial's own result.json keeps what it measured)."""
+    if best is not None and row["trial"] == best["trial"]:
+        return row
+    return {key: (math.nan if key.startswith("test_") else value) for key, value in row.items()}
+
+
 def chosen_config(trial_config: dict, swept: list[str], model: str) -> dict:
     """What the chosen trial ran with: the shared fixed settings plus its swept values, in the
     model's own keys, as plain yaml values."""
@@ -535,12 +546,14 @@ def write_text(path: Path, text: str) -> None:
 
 
 def markdown_report(rows: list[dict], best: dict | None, model: str) -> str:
-    """Trials ranked by valid NDCG@10; the chosen one's test metrics are read after the choice."""
+    """Trials ranked by valid NDCG@10, without test columns; the chosen one's test metrics are
+    read after the choice and stated once, under the table's title."""
     from tabulate import tabulate
 
     ranked = sorted(rows, key=lambda row: -row[SELECTION] if math.isfinite(row[SELECTION])
                     else math.inf)
-    columns = [column for column in rows[0] if column not in MARKDOWN_HIDDEN] if rows else []
+    columns = [column for column in rows[0] if column not in MARKDOWN_HIDDEN
+               and not column.startswith("test_")] if rows else []
     body = [[_cell(row[column]) for column in columns] for row in ranked]
     lines = [f"# {model}: {len(rows)} trials, chosen on valid NDCG@10", ""]
     if best is None:
@@ -604,7 +617,7 @@ def write_heatmap(path: Path, rows: list[dict], swept: list[str], title: str) ->
     axes.set_xlabel("learning rate")
     axes.set_ylabel("embedding size")
     axes.set_title(title + (f" (best over {', '.join(others)})" if others else ""), fontsize=9)
-    figure.colorbar(image, ax=axes)
+    figure.colorbar(image, ax=axes, label="valid NDCG@10")
     figure.tight_layout()
     with atomic_open(path, "wb") as handle:
         figure.savefig(handle, format="png")

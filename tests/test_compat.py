@@ -88,3 +88,41 @@ def test_recbole_import_no_longer_leaves_autograd_anomaly_detection_on():
     torch.autograd.set_detect_anomaly(True)
     assert compat.disable_import_time_anomaly_detection() is True
     assert not torch.is_anomaly_enabled()
+
+
+def test_recbole_checkpoints_cannot_be_allow_listed(tmp_path):
+    """Why the switch below exists: RecBole saves with pickle protocol 4, whose framing the
+    weights-only unpickler rejects whatever classes are allowed."""
+    path = tmp_path / "recbole.pth"
+    torch.save({"config": {"model": "SASRec"}}, path, pickle_protocol=4)  # plain data even
+    with pytest.raises(Exception, match="Unsupported operand 149"):
+        torch.load(path, weights_only=True)
+
+
+def test_stock_run_recbole_completes_its_test_step_on_our_atomic_files(tmp_path, monkeypatch):
+    """Stock RecBole's run_recbole on the sample's atomic files: its test step reloads its own
+    pickled checkpoint, which only the scoped switch admits; other files stay weights-only."""
+    from recbole.quick_start import run_recbole
+
+    from recbole_microlens.data.prepare import ensure_atomic_files
+
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+    monkeypatch.chdir(tmp_path)  # RecBole's log/ and log_tensorboard/ land here
+    ensure_atomic_files({"dataset": "microlens-sample", "warm": None, "raw_data_path": None,
+                         "data_path": str(tmp_path / "atomic_files" / "microlens-sample")})
+    saved = tmp_path / "saved"
+    options = {"data_path": str(tmp_path / "atomic_files"), "checkpoint_dir": str(saved),
+               "epochs": 1, "show_progress": False, "hidden_size": 16, "inner_size": 32,
+               "train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": 10,
+               "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
+    elsewhere = tmp_path / "elsewhere.pth"
+    torch.save({"config": types.SimpleNamespace(model="x")}, elsewhere)
+    with compat.trusted_recbole_checkpoints(saved):
+        result = run_recbole(model="SASRec", dataset="microlens-sample", config_dict=options)
+        with pytest.raises(Exception, match="Weights only load failed"):
+            torch.load(elsewhere)  # outside the trusted folder: still safe
+    assert set(result["test_result"]) == {"recall@10", "mrr@10", "ndcg@10", "hit@10",
+                                          "precision@10"}
+    checkpoint = next(saved.glob("SASRec-*.pth"))
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(checkpoint)  # the switch is off again: what failed RecBole's test step

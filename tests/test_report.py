@@ -129,3 +129,74 @@ def test_report_command(result_dir, tmp_path, capsys):
     (tmp_path / "meta.json").write_text(json.dumps({"dataset": "ml"}))
     assert cli.main(["report", str(tmp_path / "meta.json"), "--out", str(out)]) == 2
     assert "not a result file" in capsys.readouterr().err
+
+
+# -- what every plot says ------------------------------------------------------------------------
+@pytest.fixture
+def figures(monkeypatch):
+    """The matplotlib figures the report draws, by file name."""
+    from recbole_microlens import report
+
+    drawn = {}
+    original = report._save
+
+    def save(figure, path):
+        drawn[path.name] = figure
+        return original(figure, path)
+
+    monkeypatch.setattr(report, "_save", save)
+    return drawn
+
+
+def _texts(axes) -> list[str]:
+    return [text.get_text() for text in axes.texts]
+
+
+def _title(figure) -> str:
+    return " ".join([figure._suptitle.get_text() if figure._suptitle else ""]
+                    + [axes.get_title() for axes in figure.axes])
+
+
+def test_every_plot_names_dataset_and_metric_and_labels_its_axes(result_dir, tmp_path, figures):
+    write_report([result_dir], tmp_path / "report", reference="paper_table2")
+    assert set(figures) == {"overall.png", "popularity.png", "encoders.png"}
+    for name, figure in figures.items():
+        title = _title(figure)
+        assert "ml" in title and ("HR@10" in title or "NDCG@10" in title), (name, title)
+        for axes in figure.axes:
+            assert axes.get_xlabel() and axes.get_ylabel(), name
+            assert axes.patches, f"{name}: an empty panel"
+    # the paper's numbers are MicroLens-100K's, not this dataset's: the legend says so
+    legend = [t.get_text() for t in figures["overall.png"].axes[0].get_legend().get_texts()]
+    assert "paper, on MicroLens-100K (another dataset)" in legend
+    # x3d-xs has no frozen run: "n/a", not an empty bar that reads as zero
+    assert _texts(figures["encoders.png"].axes[0]).count("n/a") == 1
+
+
+def test_one_run_gets_one_popularity_panel_and_uncomputable_ratios_say_na(tmp_path, figures):
+    from recbole_microlens.report import plot_popularity
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(result("SASRec", (0.1, 0.05, 0.2, 0.07),
+                                                     by_popularity=groups(0.0, 0.2, 0.4))))
+    summaries = load_summaries([folder / "a.json"])
+    plot_popularity(summaries, summaries[0], tmp_path / "one.png")
+    assert len(figures["one.png"].axes) == 1  # no empty right panel
+    (folder / "b.json").write_text(json.dumps(video("x3d-xs", "top", (0.1, 0.05, 0.2, 0.07),
+                                                    by_popularity=groups(0.1, 0.1, 0.1))))
+    summaries = load_summaries([folder / "a.json", folder / "b.json"])
+    plot_popularity(summaries, summaries[0], tmp_path / "two.png")
+    left, right = figures["two.png"].axes
+    assert right.get_ylabel() == "HR@10 / SASRec's HR@10"
+    assert _texts(right) == ["n/a"]  # group 1: the baseline's HR@10 is 0
+    assert "ml: test HR@10 by training popularity" in _title(figures["two.png"])
+
+
+def test_paper_numbers_on_their_own_dataset_are_just_paper():
+    from recbole_microlens.report import paper_marker_label
+
+    reference = load_reference("paper_table2")
+    assert paper_marker_label(reference, ["microlens-100k"]) == "paper"
+    assert paper_marker_label(reference, ["microlens-50k"]) == \
+        "paper, on MicroLens-100K (another dataset)"

@@ -147,18 +147,23 @@ def _csv_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_every_trial_has_a_row_with_finite_valid_and_test_metrics(sample_sweep):
+def test_every_trial_has_a_row_and_only_the_chosen_one_shows_test_metrics(sample_sweep):
     rows = _csv_rows(sample_sweep.files["csv"])
     assert len(rows) == len(sample_sweep.trials) == 4
     assert {(float(r["learning_rate"]), int(r["embedding_size"])) for r in rows} == {
         (lr, size) for lr in (1e-3, 5e-3) for size in (8, 16)}
+    chosen = sample_sweep.best["trial"]
     for row in rows:
         assert row["status"] == "completed" and row["error"] == ""
-        for split in ("valid", "test"):
-            assert all(math.isfinite(float(row[f"{split}_{m}"])) for m in METRICS)
+        assert all(math.isfinite(float(row[f"valid_{m}"])) for m in METRICS)
+        assert all(row[f"test_{m}"] == "" for m in METRICS) == (row["trial"] != chosen)
         assert int(row["epochs"]) == 2 and float(row["wall_s"]) > 0
+    chosen_row = next(row for row in rows if row["trial"] == chosen)
+    assert all(math.isfinite(float(chosen_row[f"test_{m}"])) for m in METRICS)
     markdown = sample_sweep.files["markdown"].read_text()
     assert markdown.count("| trial_") == 4 and "Chosen:" in markdown
+    assert "test_" not in markdown  # the table: valid metrics only
+    assert markdown.count("its test metrics: hit@10 ") == 1
 
 
 def test_the_chosen_trial_has_the_highest_valid_ndcg(sample_sweep):

@@ -230,6 +230,16 @@ _SPECS = (
 ENCODERS: dict[str, EncoderSpec] = {spec.name: spec for spec in _SPECS}
 
 
+def register_encoder(spec: EncoderSpec) -> EncoderSpec:
+    """Add an encoder to the registry (``item_encoder: <spec.name>``, ``extract-features``)."""
+    if spec.modality not in MODALITIES:
+        raise ValueError(f"encoder {spec.name!r}: modality must be one of {MODALITIES}")
+    if ENCODERS.get(spec.name, spec) is not spec:
+        raise ValueError(f"encoder name {spec.name!r} is taken")
+    ENCODERS[spec.name] = spec
+    return spec
+
+
 def list_encoders(modality: str | None = None) -> list[str]:
     """Registered names, in table order, optionally of one modality."""
     if modality is not None and modality not in MODALITIES:

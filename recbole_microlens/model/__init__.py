@@ -1,5 +1,10 @@
-"""Model lookup: ours first, then RecBole's (as RecBole-GNN resolves models)."""
+"""Model lookup: registered models first (ours and yours), then RecBole's (as RecBole-GNN
+resolves models). ``register_model`` adds a class; ``--model=package.module.Class`` imports one."""
 from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
 
 from recbole.utils import get_model as recbole_get_model
 
@@ -7,16 +12,56 @@ from recbole_microlens.model import general_recommender, sequential_recommender
 
 MODELS = {name: getattr(sequential_recommender, name) for name in sequential_recommender.__all__}
 MODELS.update({name: getattr(general_recommender, name) for name in general_recommender.__all__})
+RECBOLE_MODEL_FOLDERS = ("general_recommender", "context_aware_recommender",
+                         "sequential_recommender", "knowledge_aware_recommender",
+                         "exlib_recommender")
+
+
+def register_model(model_class=None, *, name: str | None = None):
+    """Make ``model_class`` resolvable by name (``--model=Name``, checkpoints); also a decorator.
+
+    A subclass of one of our models inherits its yaml (``properties/model/<Parent>.yaml``).
+    """
+    def register(cls):
+        key = name or cls.__name__
+        if MODELS.get(key, cls) is not cls:
+            raise ValueError(f"model name {key!r} is taken by {MODELS[key].__module__}."
+                             f"{MODELS[key].__qualname__}")
+        MODELS[key] = cls
+        return cls
+
+    return register if model_class is None else register(model_class)
 
 
 def get_model(name: str):
-    """The model class called ``name``: ours if we define it, else RecBole's."""
+    """The model class called ``name``: registered (ours or yours), a dotted ``module.Class``
+    path (imported and registered), else RecBole's."""
     if name in MODELS:
         return MODELS[name]
+    if "." in name:
+        return register_model(_import_class(name))
+    if not _is_recbole_model(name):
+        raise ValueError(
+            f"unknown model {name!r}: not registered ({', '.join(sorted(MODELS))}) nor a RecBole "
+            "model; register your class with recbole_microlens.model.register_model, or pass "
+            "--model=package.module.ClassName")
     try:
         return recbole_get_model(name)
-    except (ValueError, ImportError) as error:  # RecBole also imports optional libraries here
-        raise ValueError(
-            f"unknown model {name!r}: not one of ours ({', '.join(sorted(MODELS))}) "
-            f"nor found in RecBole ({error})"
-        ) from error
+    except ImportError as error:  # a RecBole model whose optional library is missing
+        raise ValueError(f"RecBole model {name!r} needs a library that is not installed: "
+                         f"{error}") from error
+
+
+def _import_class(path: str):
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"model {path!r} cannot be imported: {error}") from error
+
+
+def _is_recbole_model(name: str) -> bool:
+    """Whether RecBole ships ``name`` (looked up by file, so that RecBole's optional libraries,
+    e.g. lightgbm for its exlib models, are imported only for the models that need them)."""
+    root = Path(importlib.util.find_spec("recbole.model").submodule_search_locations[0])
+    return any((root / folder / f"{name.lower()}.py").is_file() for folder in RECBOLE_MODEL_FOLDERS)

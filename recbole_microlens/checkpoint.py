@@ -1,0 +1,125 @@
+"""What a checkpoint carries besides weights, and how a run is rebuilt from it.
+
+RecBole pickles its ``Config`` into every checkpoint, so loading one needs ``weights_only=False``
+(arbitrary code). Ours carry the same information as plain data (dicts, lists, strings,
+numbers): the run's own settings, the dataset name, checksums of the atomic files it trained on
+and the package versions. ``torch.load(path, weights_only=True)`` reads them, and
+:func:`load_data_and_model` rebuilds RecBole's 6-tuple from them.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from recbole_microlens import compat
+from recbole_microlens.io import sha256_file
+
+#: bumped when the layout of the run record changes
+FORMAT_VERSION = 1
+ATOMIC_SUFFIXES = (".inter", ".item", ".user")
+#: per-process settings that must not follow a checkpoint into another process
+PROCESS_KEYS = ("local_rank", "world_size", "nproc", "ip", "port", "offset", "gpu_id", "device",
+                "single_spec", "checkpoint_dir", "result_file")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot rebuild its run (not ours, or its data changed)."""
+
+
+def plain(value):
+    """``value`` as data ``torch.load(weights_only=True)`` accepts: containers of str/int/float/
+    bool/None; anything else (enums, devices, paths) as its string."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return str(value)
+
+
+def atomic_file_checksums(dataset_dir: str | Path, dataset: str) -> dict[str, str]:
+    """sha256 of each atomic file of ``dataset`` that exists, by file name."""
+    folder = Path(dataset_dir)
+    return {f"{dataset}{suffix}": sha256_file(folder / f"{dataset}{suffix}")
+            for suffix in ATOMIC_SUFFIXES if (folder / f"{dataset}{suffix}").is_file()}
+
+
+def run_record(config) -> dict:
+    """Plain-data description of the run ``config`` belongs to (stored in every checkpoint)."""
+    from recbole_microlens.results import jsonable_config, package_versions
+
+    settings = {key: value for key, value in config.external_config_dict.items()
+                if key not in PROCESS_KEYS}
+    settings["data_path"] = str(Path(config["data_path"]).resolve().parent)  # the root, absolute
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "run_config": plain(settings),
+        "config": plain(jsonable_config(config)),
+        "atomic_files": atomic_file_checksums(config["data_path"], config["dataset"]),
+        "versions": plain(package_versions()),
+    }
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A recbole-microlens checkpoint, loaded weights-only; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = compat.torch_load(path, map_location=map_location)
+    except Exception as error:  # torch reports unpicklable globals as UnpicklingError
+        raise CheckpointError(f"{path}: not a weights-only recbole-microlens checkpoint "
+                              f"({type(error).__name__}: {str(error).splitlines()[0]})") from error
+    if not isinstance(checkpoint, dict) or "run_config" not in checkpoint:
+        raise CheckpointError(f"{path}: the checkpoint has no run record (written by an older "
+                              "recbole-microlens, or not by it); retrain to get one")
+    return checkpoint
+
+
+def check_atomic_files(checkpoint: dict, config, path) -> None:
+    """Refuse to pair weights with atomic files other than those they were trained on
+    (item ids would silently mean other items)."""
+    found = atomic_file_checksums(config["data_path"], config["dataset"])
+    for name, digest in checkpoint["atomic_files"].items():
+        if found.get(name) != digest:
+            raise CheckpointError(
+                f"{path}: {Path(config['data_path']) / name} is not the file this model was "
+                f"trained on (sha256 {found.get(name, 'missing')}, expected {digest})")
+
+
+def rebuild_config(checkpoint: dict, overrides: dict | None = None):
+    """The run's ``MLConfig`` from a checkpoint's run record (``overrides`` win, e.g. a device)."""
+    from recbole_microlens.config import MLConfig
+
+    settings = {**checkpoint["run_config"], **(overrides or {})}
+    return MLConfig(checkpoint["model"], checkpoint["dataset"], config_dict=settings)
+
+
+def load_data_and_model(model_file, overrides: dict | None = None, verify: bool = True):
+    """RecBole's ``load_data_and_model`` for our checkpoints: ``(config, model, dataset,
+    train_data, valid_data, test_data)`` with the trained weights loaded and the model in eval
+    mode. ``verify`` checks the atomic files against the checksums the checkpoint recorded."""
+    from recbole.utils import init_logger, init_seed
+
+    from recbole_microlens.data.dataset import create_dataset
+    from recbole_microlens.data.loaders import data_preparation
+    from recbole_microlens.model import get_model
+
+    checkpoint = read_checkpoint(model_file)
+    config = rebuild_config(checkpoint, overrides)
+    if verify:
+        check_atomic_files(checkpoint, config, model_file)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logging.getLogger().info(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    model.eval()
+    return config, model, dataset, train_data, valid_data, test_data

@@ -1,0 +1,287 @@
+"""Using a trained model: top-k recommendations, item vectors, and cold-start items.
+
+Everything starts from a checkpoint (:func:`recbole_microlens.checkpoint.load_data_and_model`).
+Scoring follows the evaluation's rules: every item is embedded once (a content tower encodes
+each item once, not once per user), one matrix product per batch of users, and the items a user
+already interacted with (their whole history, valid and test items included) are masked.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+from recbole.utils import ModelType
+
+from recbole_microlens.evaluation import mask_scores
+from recbole_microlens.io import atomic_open, write_json_atomic
+from recbole_microlens.trainer import content_tower, item_table_once
+
+logger = logging.getLogger(__name__)
+
+TSV_HEADER = ("user_id", "rank", "item_id", "score")
+CANDIDATES = ("all", "new")
+TITLE_FILES = ("titles.csv",)
+
+
+class InferenceError(ValueError):
+    """Bad input to recommend / export-embeddings (unknown user, empty folder, ...)."""
+
+
+# ------------------------------------------------------------------------------ users ---
+def read_users_file(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(token, 'file:line')`` per non-empty line of a one-user-per-line file (``#`` comments)."""
+    users = []
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            token = line.split("#", 1)[0].strip()
+            if not token:
+                continue
+            if any(char.isspace() for char in token):
+                raise InferenceError(f"{path}:{number}: one user token per line, got {token!r}")
+            users.append((token, f"{path}:{number}"))
+    if not users:
+        raise InferenceError(f"{path}: no user tokens")
+    return users
+
+
+def user_ids(dataset, users: Sequence[tuple[str, str]]) -> np.ndarray:
+    """Internal ids of external user tokens; an unknown token names where it came from."""
+    known = dataset.field2token_id[dataset.uid_field]
+    unknown = [f"{where}: unknown user {token!r}" for token, where in users if token not in known]
+    if unknown:
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise InferenceError("; ".join(unknown[:5]) + more + f" -- not in dataset {dataset.dataset_name}")
+    return np.array([known[token] for token, _ in users], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------- scoring ---
+def query_interaction(model, dataset, users: np.ndarray) -> Interaction:
+    """What ``full_sort_predict`` reads for each user *now*: a sequential model gets the last
+    ``MAX_ITEM_LIST_LENGTH`` items of the whole history (the next item is the recommendation);
+    a general model the user id."""
+    uid = torch.from_numpy(users)
+    if model.type != ModelType.SEQUENTIAL:
+        return Interaction({dataset.uid_field: uid})
+    sequences = dataset.user_sequences
+    length = model.max_seq_length
+    item_seq = np.zeros((len(users), length), dtype=np.int64)
+    lengths = np.zeros(len(users), dtype=np.int64)
+    for row, user in enumerate(users):
+        items = sequences.items[sequences.indptr[user]:sequences.indptr[user + 1]][-length:]
+        item_seq[row, :len(items)] = items
+        lengths[row] = len(items)
+    if (lengths == 0).any():
+        raise InferenceError("users without interactions cannot be scored by a sequential model")
+    return Interaction({dataset.uid_field: uid, model.ITEM_SEQ: torch.from_numpy(item_seq),
+                        model.ITEM_SEQ_LEN: torch.from_numpy(lengths)})
+
+
+def score_users(model, dataset, users: np.ndarray, batch_size: int = 2048,
+                new_vectors: torch.Tensor | None = None, candidates: str = "all"
+                ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """``(users, scores [B, n_items (+ new)])`` per batch, known items and padding at -inf.
+
+    ``new_vectors`` (cold-start items, ``[N, D]``) are scored with the same query vectors and
+    appended after the catalogue; ``candidates='new'`` ranks only them.
+    """
+    if candidates not in CANDIDATES:
+        raise InferenceError(f"candidates must be one of {CANDIDATES}, got {candidates!r}")
+    if candidates == "new" and new_vectors is None:
+        raise InferenceError("candidates 'new' needs new items (--new-items DIR)")
+    device = next(model.parameters()).device
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    model.eval()
+    with torch.no_grad(), item_table_once(model):
+        for start in range(0, len(users), batch_size):
+            batch = users[start:start + batch_size]
+            interaction = query_interaction(model, dataset, batch).to(device)
+            scores = model.full_sort_predict(interaction).view(len(batch), -1)
+            rows, items = dataset.user_sequences.history_mask_indices(batch, holdout=0)
+            mask_scores(scores, rows.to(device), items.to(device), empty, empty)
+            if new_vectors is not None:
+                if candidates == "new":
+                    scores.fill_(-torch.inf)
+                query = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+                scores = torch.cat([scores, query @ new_vectors.to(device).T], dim=1)
+            yield batch, scores
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k per row; rows with fewer than k unmasked candidates keep only those (-inf dropped
+    by the caller)."""
+    return torch.topk(scores, min(k, scores.shape[1]), dim=1)
+
+
+def recommend(model, dataset, users: np.ndarray, k: int = 10, batch_size: int = 2048,
+              new_items: "NewItems | None" = None, candidates: str = "all"
+              ) -> list[tuple[str, int, str, float]]:
+    """``(user token, rank 1..k, item token, score)`` rows, best first per user."""
+    if k < 1:
+        raise InferenceError(f"topk must be at least 1, got {k}")
+    item_tokens = list(dataset.field2id_token[dataset.iid_field])
+    if new_items is not None:
+        item_tokens += new_items.tokens
+    user_tokens = dataset.field2id_token[dataset.uid_field]
+    rows = []
+    vectors = None if new_items is None else new_items.vectors
+    for batch, scores in score_users(model, dataset, users, batch_size, vectors, candidates):
+        values, indices = top_k(scores, k)
+        for user, user_values, user_items in zip(batch, values.tolist(), indices.tolist()):
+            ranked = [(item, value) for item, value in zip(user_items, user_values)
+                      if value != -np.inf]
+            rows += [(str(user_tokens[user]), rank, str(item_tokens[item]), float(value))
+                     for rank, (item, value) in enumerate(ranked, start=1)]
+    return rows
+
+
+def write_recommendations(rows, out: str | os.PathLike | None) -> None:
+    """TSV ``user_id rank item_id score`` to ``out`` (atomically) or to stdout."""
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter="\t", lineterminator="\n")
+    writer.writerow(TSV_HEADER)
+    writer.writerows((user, rank, item, f"{score:.6g}") for user, rank, item, score in rows)
+    if out is None:
+        print(text.getvalue(), end="")
+        return
+    with atomic_open(out, "w", encoding="utf-8") as handle:
+        handle.write(text.getvalue())
+
+
+# ------------------------------------------------------------------------ item vectors ---
+def item_tower_of(model):
+    tower = getattr(model, "item_tower", None)
+    if tower is None:
+        raise InferenceError(f"{type(model).__name__} has no item tower: only recbole-microlens "
+                             "models expose their item vectors")
+    return tower
+
+
+def item_vectors(model) -> torch.Tensor:
+    """``[n_items, D]`` vectors of the model's item tower (row 0: padding), each item once."""
+    tower = item_tower_of(model)
+    model.eval()
+    with torch.no_grad(), item_table_once(model):
+        return tower.all_items().detach().float().cpu()
+
+
+def export_embeddings(model, dataset, out: str | os.PathLike, extra: dict | None = None) -> dict:
+    """``out`` (.npy, ``[n_items - 1, D]`` float32, padding row dropped) and ``out`` with .json:
+    the row tokens in order, the model and ``extra`` (e.g. the checkpoint)."""
+    out = Path(out)
+    vectors = item_vectors(model)[1:].numpy().astype(np.float32)
+    tokens = [str(token) for token in dataset.field2id_token[dataset.iid_field][1:]]
+    with atomic_open(out, "wb") as handle:
+        np.save(handle, vectors)
+    meta = {"model": type(model).__name__, "dataset": dataset.dataset_name,
+            "shape": list(vectors.shape), "dtype": "float32", "row_tokens": tokens, **(extra or {})}
+    write_json_atomic(out.with_suffix(".json"), meta)
+    return meta
+
+
+# -------------------------------------------------------------------------- cold start ---
+@dataclass
+class NewItems:
+    """Items that are not in the dataset, embedded by the trained content encoder."""
+
+    tokens: list[str]
+    vectors: torch.Tensor  # [N, D]
+
+
+#: the trained store's kind -> the modality new items must bring
+STORE_MODALITY = {"frames": "video", "covers": "image", "titles": "text"}
+
+
+def new_item_tokens(folder: Path, modality: str) -> list[str]:
+    """Item tokens of a new-items folder: ``videos/*.mp4``, ``covers/*.jpg`` or a titles file."""
+    if not folder.is_dir():
+        raise InferenceError(f"{folder}: no such new-items folder")
+    if modality == "text":
+        titles = _titles_file(folder)
+        from recbole_microlens.data.text import read_titles
+
+        return list(read_titles(titles))
+    names = {"video": ("videos", "*.mp4"), "image": ("covers", "*.jpg")}[modality]
+    sub = folder / names[0]
+    if not sub.is_dir():
+        raise InferenceError(f"{folder}: a {modality} model needs new items in {sub}/")
+    return sorted(path.stem for path in sub.glob(names[1]))
+
+
+def _titles_file(folder: Path) -> Path:
+    for name in TITLE_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise InferenceError(f"{folder}: a text model needs new items' titles in "
+                         f"{folder / TITLE_FILES[0]} (item_id,title)")
+
+
+def new_item_inputs(tower, folder: Path, tokens: list[str]):
+    """``ItemInputs`` for the new tokens, decoded into ``folder/media`` exactly as the training
+    store was (same frame spec or size, same tokenizer and length)."""
+    from recbole_microlens.data.item_inputs import ItemInputs
+    from recbole_microlens.data.media import PAD_TOKEN, MediaStore, build_cover_store, build_frame_store
+    from recbole_microlens.data.text import TitleStore, build_title_store, load_tokenizer
+
+    trained = tower.inputs.store
+    kind = trained.meta["kind"]
+    media_root = folder / "media"
+    if kind == "titles":
+        tokenizer = load_tokenizer(trained.folder / "tokenizer")
+        store = TitleStore.open(build_title_store(_titles_file(folder), tokens, media_root,
+                                                  tokenizer, trained.meta["max_length"]))
+    elif kind == "frames":
+        covers = folder / "covers"
+        report = build_frame_store(folder / "videos", tokens, media_root, trained.spec,
+                                   covers_dir=covers if covers.is_dir() else None, progress=False)
+        store = MediaStore.open(report.folder)
+    else:
+        report = build_cover_store(folder / "covers", tokens, media_root, trained.spec.size,
+                                   progress=False)
+        store = MediaStore.open(report.folder)
+    problems = {k: v for k, v in store.meta.get("counts", {}).items() if k != "ok" and v}
+    if problems:
+        logger.warning("new items in %s: fallback inputs for %s", folder, problems)
+    return ItemInputs(store, [PAD_TOKEN, *tokens], tower.inputs.convert)
+
+
+@contextlib.contextmanager
+def _reading(tower, inputs):
+    """The tower reads ``inputs`` (and no trunk cache, which holds catalogue items only)."""
+    saved = tower.inputs, tower.trunk_cache
+    tower.inputs, tower.trunk_cache = inputs, None
+    try:
+        yield
+    finally:
+        tower.inputs, tower.trunk_cache = saved
+
+
+def embed_new_items(model, dataset, folder: str | os.PathLike) -> NewItems:
+    """Embed the items of ``folder`` that are not in the dataset with the trained encoder."""
+    tower = content_tower(model)
+    if tower is None or not hasattr(model, "forward") or model.type != ModelType.SEQUENTIAL:
+        raise InferenceError(f"{type(model).__name__} has no content encoder: only content "
+                             "towers (item_tower: encoder, e.g. SASRecV) can embed new items")
+    folder = Path(folder)
+    tokens = new_item_tokens(folder, STORE_MODALITY[tower.inputs.store.meta["kind"]])
+    known = set(dataset.field2token_id[dataset.iid_field])
+    skipped = [token for token in tokens if token in known]
+    tokens = [token for token in tokens if token not in known]
+    if skipped:
+        logger.info("%d items of %s are in the dataset already; scored as catalogue items",
+                    len(skipped), folder)
+    if not tokens:
+        raise InferenceError(f"{folder}: no new items (every item there is in the dataset)")
+    ids = torch.arange(1, len(tokens) + 1, device=tower.device)
+    model.eval()
+    with torch.no_grad(), _reading(tower, new_item_inputs(tower, folder, tokens)):
+        vectors = tower.embed(ids)
+    return NewItems(tokens, vectors)

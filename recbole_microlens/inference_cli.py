@@ -1,0 +1,109 @@
+"""``recbole-microlens recommend`` and ``export-embeddings``: a checkpoint in, TSV or .npy out."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from recbole_microlens.checkpoint import CheckpointError
+from recbole_microlens.inference import InferenceError
+
+
+def add_commands(commands) -> None:
+    _add_recommend(commands)
+    _add_export_embeddings(commands)
+
+
+def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
+                        help="a .pth written by run_recbole_ml.py (saved/<Model>-*.pth)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the check that the atomic files are those the model trained on")
+
+
+def _add_recommend(commands) -> None:
+    parser = commands.add_parser(
+        "recommend", help="top-k items per user from a trained checkpoint (TSV)",
+        description="Rank every item for each user with a trained model, mask the items the user "
+                    "already interacted with, and write TSV `user_id rank item_id score` with the "
+                    "dataset's own tokens. With --new-items DIR a content model (item_tower: "
+                    "encoder) also embeds the items of DIR that are not in the dataset (videos/, "
+                    "covers/ or titles.csv) and ranks them with the catalogue (cold start).")
+    _checkpoint_arguments(parser)
+    users = parser.add_mutually_exclusive_group(required=True)
+    users.add_argument("--users", nargs="+", metavar="U", help="user tokens")
+    users.add_argument("--users-file", type=Path, metavar="F", help="one user token per line")
+    users.add_argument("--all-users", action="store_true", help="every user of the dataset")
+    parser.add_argument("--topk", type=int, default=10, help="items per user (default 10)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="TSV file (default: stdout)")
+    parser.add_argument("--batch-size", type=int, default=2048, help="users per matrix product")
+    parser.add_argument("--new-items", type=Path, metavar="DIR",
+                        help="cold start: a folder of items not in the dataset")
+    parser.add_argument("--candidates", choices=("all", "new"), default="all",
+                        help="with --new-items: rank catalogue and new items (all) or only the "
+                             "new ones (new)")
+    parser.set_defaults(run=run_recommend)
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    from recbole_microlens import inference
+    from recbole_microlens.checkpoint import load_data_and_model
+
+    started = time.perf_counter()
+    try:
+        _, model, dataset, *_ = load_data_and_model(args.checkpoint, {"device": args.device},
+                                                    verify=not args.no_verify)
+        if args.all_users:
+            users = list(range(1, dataset.user_num))
+        else:
+            named = (inference.read_users_file(args.users_file) if args.users_file
+                     else [(token, "--users") for token in args.users])
+            users = inference.user_ids(dataset, named)
+        new_items = (inference.embed_new_items(model, dataset, args.new_items)
+                     if args.new_items else None)
+        rows = inference.recommend(model, dataset, _as_array(users), args.topk, args.batch_size,
+                                   new_items, args.candidates)
+    except (CheckpointError, InferenceError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    inference.write_recommendations(rows, args.out)
+    if args.out:
+        print(f"wrote {len(rows)} rows to {args.out} in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr)
+    return 0
+
+
+def _as_array(users):
+    import numpy as np
+
+    return np.asarray(users, dtype=np.int64)
+
+
+def _add_export_embeddings(commands) -> None:
+    parser = commands.add_parser(
+        "export-embeddings", help="a trained model's item vectors (.npy) with their tokens",
+        description="Write the trained item tower's vector of every item as a float32 .npy (row i "
+                    "= the i-th token listed in the .json written beside it).")
+    _checkpoint_arguments(parser)
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="output .npy (default: <checkpoint stem>.items.npy beside it)")
+    parser.set_defaults(run=run_export_embeddings)
+
+
+def run_export_embeddings(args: argparse.Namespace) -> int:
+    from recbole_microlens.checkpoint import load_data_and_model
+    from recbole_microlens.inference import export_embeddings
+
+    out = args.out or args.checkpoint.with_name(args.checkpoint.stem + ".items.npy")
+    try:
+        _, model, dataset, *_ = load_data_and_model(args.checkpoint, {"device": args.device},
+                                                    verify=not args.no_verify)
+        meta = export_embeddings(model, dataset, out,
+                                 {"checkpoint": str(args.checkpoint.resolve())})
+    except (CheckpointError, InferenceError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} {tuple(meta['shape'])} and {out.with_suffix('.json')}")
+    return 0

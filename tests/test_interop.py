@@ -1,0 +1,215 @@
+"""RecBole interop on the sample: RecBole-shaped results and logs, HyperTuning, checkpoints that
+rebuild their run (load_data_and_model, full_sort_topk), recommend and export-embeddings."""
+import csv
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_microlens.checkpoint import CheckpointError, load_data_and_model, read_checkpoint
+from recbole_microlens.cli import main
+from recbole_microlens.io import sha256_file
+from recbole_microlens.quick_start import objective_function, run_recbole_ml
+from recbole_microlens.trainer import MLTrainer
+
+DATASET = "microlens-sample"
+
+
+def _options(root: Path, **overrides) -> dict:
+    options = {"data_path": str(root / "atomic_files"), "checkpoint_dir": str(root / "saved"),
+               "epochs": 2, "show_progress": False, "hidden_size": 16, "inner_size": 32}
+    options.update(overrides)
+    return options
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, one_thread):
+    """SASRec trained 2 epochs on the sample: (result, checkpoint path, log lines, root)."""
+    root = tmp_path_factory.mktemp("interop")
+    lines, root_logger = LogLines(), logging.getLogger()
+    level = root_logger.level  # under pytest RecBole's basicConfig does not set INFO
+    root_logger.addHandler(lines)
+    root_logger.setLevel(logging.INFO)
+    try:
+        result = run_recbole_ml("SASRec", DATASET, config_dict=_options(root))
+    finally:
+        root_logger.removeHandler(lines)
+        root_logger.setLevel(level)
+    checkpoint = max((root / "saved").glob("SASRec-*.pth"), key=lambda p: p.stat().st_mtime)
+    return result, checkpoint, lines.lines, root
+
+
+class LogLines(logging.Handler):
+    """What the run logs, as RecBole's log file would hold it."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()))  # colours off
+
+
+@pytest.fixture(scope="module")
+def loaded(trained):
+    return load_data_and_model(trained[1])
+
+
+def test_result_has_recbole_keys_beside_ours(trained):
+    result = trained[0]
+    assert result["valid_score_bigger"] is True
+    assert dict(result["best_valid_result"]) == result["valid"]
+    assert dict(result["test_result"]) == result["test"]
+    assert result["best_valid_score"] == pytest.approx(result["valid"]["ndcg@10"])
+
+
+def test_log_has_recbole_best_valid_and_test_result_lines(trained):
+    result, _, lines, _ = trained
+    best = [line for line in lines if "best valid : " in line]
+    test = [line for line in lines if "test result: " in line]
+    assert best and test
+    assert f"('ndcg@10', {result['valid']['ndcg@10']})" in best[-1]
+    assert f"('hit@20', {result['test']['hit@20']})" in test[-1]
+
+
+def test_checkpoint_is_plain_data_with_checksums_and_versions(trained):
+    _, checkpoint, _, root = trained
+    state = torch.load(checkpoint, weights_only=True)  # no pickled Config inside
+    assert state["model"] == "SASRec" and state["dataset"] == DATASET
+    assert state["run_config"]["hidden_size"] == 16 and state["run_config"]["epochs"] == 2
+    assert state["config"]["MAX_ITEM_LIST_LENGTH"] == 10  # the resolved config, for reading
+    folder = root / "atomic_files" / DATASET
+    assert state["atomic_files"] == {
+        f"{DATASET}.inter": sha256_file(folder / f"{DATASET}.inter"),
+        f"{DATASET}.item": sha256_file(folder / f"{DATASET}.item")}
+    assert state["versions"]["recbole"] == "1.2.1"
+
+
+def test_load_data_and_model_reproduces_the_test_metrics(trained, loaded):
+    """The rebuilt run evaluates to exactly the numbers the training run reported."""
+    result = trained[0]
+    config, model, dataset, train_data, valid_data, test_data = loaded
+    assert config["model"] == "SASRec" and config["hidden_size"] == 16
+    assert dataset.user_num - 1 == result["n_users"]
+    assert not model.training
+    trainer = MLTrainer(config, model)
+    assert trainer.evaluate(test_data, load_best_model=False) == result["test"]
+    assert trainer.evaluate(valid_data, load_best_model=False) == result["valid"]
+
+
+def test_recbole_full_sort_topk_runs_on_the_loaded_run(loaded):
+    from recbole.utils.case_study import full_sort_topk
+
+    _, model, dataset, _, _, test_data = loaded
+    uids = np.array([1, 2, 3])
+    scores, items = full_sort_topk(uids, model, test_data, k=5)
+    assert items.shape == (3, 5) and (items > 0).all()
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+
+
+def test_loading_refuses_changed_atomic_files_and_foreign_pickles(trained, tmp_path):
+    state = read_checkpoint(trained[1])
+    state["atomic_files"][f"{DATASET}.inter"] = "0" * 64
+    changed = tmp_path / "changed.pth"
+    torch.save(state, changed)
+    with pytest.raises(CheckpointError, match=f"{DATASET}.inter is not the file"):
+        load_data_and_model(changed)
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"config": logging.Formatter(), "state_dict": {}}, pickled)  # a RecBole-like pickle
+    with pytest.raises(CheckpointError, match="not a weights-only"):
+        load_data_and_model(pickled)
+
+
+def _read_tsv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_recommend_writes_topk_tsv_with_tokens_and_history_masked(trained, loaded, tmp_path):
+    _, model, dataset, *_ = loaded
+    users = [str(token) for token in dataset.field2id_token[dataset.uid_field][1:4]]
+    out = tmp_path / "recs.tsv"
+    assert main(["recommend", "--checkpoint", str(trained[1]), "--users", *users,
+                 "--topk", "7", "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[0] == "user_id\trank\titem_id\tscore"
+    rows = _read_tsv(out)
+    assert [row["user_id"] for row in rows] == [user for user in users for _ in range(7)]
+    sequences, iid = dataset.user_sequences, dataset.iid_field
+    for user in users:
+        mine = [row for row in rows if row["user_id"] == user]
+        assert [int(row["rank"]) for row in mine] == list(range(1, 8))
+        uid = dataset.field2token_id[dataset.uid_field][user]
+        history = sequences.items[sequences.indptr[uid]:sequences.indptr[uid + 1]]
+        # the expected ranking, computed directly: last 10 items of the whole history as query
+        window = torch.tensor(history[-10:]).unsqueeze(0)
+        with torch.no_grad():
+            scores = (model(window, torch.tensor([len(window[0])])) @
+                      model.item_tower.all_items().T)[0]
+        scores[0] = -torch.inf
+        scores[torch.from_numpy(history)] = -torch.inf
+        expected = torch.topk(scores, 7)
+        assert [row["item_id"] for row in mine] == \
+            [str(dataset.field2id_token[iid][i]) for i in expected.indices.tolist()]
+        assert [float(row["score"]) for row in mine] == \
+            pytest.approx(expected.values.tolist(), rel=1e-5)
+
+
+def test_recommend_scores_all_users_with_one_product_per_batch(trained, loaded, monkeypatch):
+    from recbole_microlens import inference
+
+    _, model, dataset, *_ = loaded
+    calls = []
+    original = type(model).full_sort_predict
+    monkeypatch.setattr(type(model), "full_sort_predict",
+                        lambda self, interaction: calls.append(len(interaction))
+                        or original(self, interaction))
+    users = np.arange(1, dataset.user_num)
+    rows = inference.recommend(model, dataset, users, k=3, batch_size=100)
+    assert calls == [100] * (len(users) // 100) + ([len(users) % 100] if len(users) % 100 else [])
+    assert len(rows) == 3 * len(users)
+
+
+def test_recommend_reports_unknown_users_with_their_line(trained, tmp_path, capsys):
+    users_file = tmp_path / "users.txt"
+    users_file.write_text("# users to serve\n\nnobody-1\n")
+    assert main(["recommend", "--checkpoint", str(trained[1]), "--users-file",
+                 str(users_file)]) == 2
+    assert f"{users_file}:3: unknown user 'nobody-1'" in capsys.readouterr().err
+    assert main(["recommend", "--checkpoint", str(trained[1]), "--users", "ghost"]) == 2
+    assert "--users: unknown user 'ghost'" in capsys.readouterr().err
+
+
+def test_export_embeddings_writes_item_vectors_with_tokens(trained, loaded, tmp_path):
+    import json
+
+    _, model, dataset, *_ = loaded
+    out = tmp_path / "items.npy"
+    assert main(["export-embeddings", "--checkpoint", str(trained[1]), "--out", str(out)]) == 0
+    vectors = np.load(out)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert vectors.shape == (dataset.item_num - 1, 16) and vectors.dtype == np.float32
+    assert meta["row_tokens"] == [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
+    np.testing.assert_array_equal(vectors, model.item_tower.embedding.weight[1:].detach().numpy())
+
+
+def test_objective_function_runs_under_recbole_hypertuning(tmp_path, one_thread):
+    """RecBole's own HyperTuning (exhaustive over 2 learning rates) with our objective."""
+    import yaml
+    from recbole.trainer import HyperTuning
+
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump({"model": "SASRec", "dataset": DATASET,
+                                     **_options(tmp_path, epochs=1)}))
+    tuner = HyperTuning(objective_function, params_dict={"choice": {"learning_rate": [0.001, 0.01]}},
+                        fixed_config_file_list=[str(fixed)], algo="exhaustive")
+    tuner.run()
+    assert len(tuner.params2result) == 2
+    for outcome in tuner.params2result.values():
+        assert outcome["model"] == "SASRec" and outcome["valid_score_bigger"] is True
+        assert outcome["best_valid_score"] == pytest.approx(outcome["best_valid_result"]["ndcg@10"])
+        assert set(outcome["test_result"]) == {"hit@10", "ndcg@10", "hit@20", "ndcg@20"}
+    assert tuner.best_params["learning_rate"] in (0.001, 0.01)
+    assert tuner.best_score == max(r["best_valid_score"] for r in tuner.params2result.values())
