@@ -36,8 +36,10 @@ from recbole_microlens.results import peak_rss_mb  # noqa: E402
 from recbole_microlens.trainer import MLTrainer  # noqa: E402
 
 # name -> (length_grouping, bf16): the plain path first
-VARIANTS = {"padded to 64 (before)": (False, False), "grouped by length": (True, False)}
-BF16_VARIANT = {"grouped by length + bf16": (True, True)}  # --bf16: slow on CPUs without bf16 units
+# --variants name -> (label, length_grouping, bf16); bf16 is slow on CPUs without bf16 units
+VARIANTS = {"padded": ("padded to 64 (before)", False, False),
+            "grouped": ("grouped by length", True, False),
+            "bf16": ("grouped by length + bf16", True, True)}
 
 
 def settings(args) -> dict:
@@ -100,7 +102,8 @@ def main():
     parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--bf16", action="store_true", help="also profile bf16 autocast")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["padded", "grouped"],
+                        help="peak RSS covers every variant run: one variant alone gives its own")
     args = parser.parse_args()
     convert_once(args.raw_dir)
 
@@ -118,7 +121,7 @@ def main():
     mean_stats = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
 
     results = {}
-    for name, (grouping, bf16) in (VARIANTS | (BF16_VARIANT if args.bf16 else {})).items():
+    for name, grouping, bf16 in (VARIANTS[v] for v in args.variants):
         tower.length_grouping, trainer.bf16 = grouping, bf16
         trainer._step_loss(warmup).backward()  # warm-up
         results[name] = profile_steps(trainer, batches)
