@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from recbole.config import Config
 from recbole.utils import ModelType
 
 from recbole_microlens import compat
+from recbole_microlens.config_check import EXTRA_KEYS, check_known_keys, check_ranges, known_defaults
 from recbole_microlens.model import get_model
+from recbole_microlens.run_id import new_run_id
 from recbole_microlens.paths import properties_dir
 
 
@@ -30,11 +34,34 @@ def _yaml_layers(model_class, dataset: str) -> list[Path]:
 
 
 class MLConfig(Config):
-    """``Config`` that knows recbole-microlens models and properties."""
+    """``Config`` that knows recbole-microlens models and properties, and is strict: unknown keys
+    and out-of-range values are errors (``config_check``), and it never reads ``sys.argv``: the
+    entry points parse the command line (``config_check.parse_overrides``) into ``config_dict``.
+    Each run gets a ``run_id`` unique across processes, which names its checkpoint and log."""
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         compat.apply()
+        self._config_files = list(config_file_list or [])
         super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _load_cmd_line(self):
+        """RecBole would ``eval`` every ``--key=value`` of ``sys.argv`` (a Ray worker's too)."""
+        return {}
+
+    def _set_default_parameters(self):
+        self._check_keys()
+        super()._set_default_parameters()
+        check_ranges(self.final_config_dict)
+        self.final_config_dict["run_id"] = self.final_config_dict.get("run_id") or new_run_id()
+
+    def _check_keys(self) -> None:
+        known = set(known_defaults()) | set(self.internal_config_dict)
+        extra = self.final_config_dict.get(EXTRA_KEYS) or ()
+        for path in self._config_files:
+            with open(path, encoding="utf-8") as handle:
+                keys = yaml.load(handle.read(), Loader=self.yaml_loader) or {}
+            check_known_keys(keys, f"config file {path}", known, extra)
+        check_known_keys(self.variable_config_dict, "config_dict (or --key=value)", known, extra)
 
     def _get_model_and_dataset(self, model, dataset):
         if isinstance(model, str) or model is None:

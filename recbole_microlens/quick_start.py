@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from recbole.utils import init_logger, init_seed
+from recbole.utils import init_seed
 
 from recbole_microlens.config import MLConfig
 from recbole_microlens.data.dataset import create_dataset
@@ -19,6 +19,7 @@ from recbole_microlens.results import (
     peak_rss_mb,
     write_result_file,
 )
+from recbole_microlens.run_id import init_run_logger, new_run_id
 from recbole_microlens.trainer import MLTrainer
 
 
@@ -34,7 +35,7 @@ def run_recbole_ml(
     started = time.perf_counter()
     config = MLConfig(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    init_run_logger(config)
     logger = logging.getLogger()
     logger.info(config)
 
@@ -106,7 +107,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, *, nproc=1, ip=
     context = torch.multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
     shared = {**(config_dict or {}), "world_size": nproc, "nproc": nproc, "ip": ip,
-              "port": str(port), "offset": 0}
+              "port": str(port), "offset": 0,
+              "run_id": (config_dict or {}).get("run_id") or new_run_id()}  # one for all ranks
     torch.multiprocessing.spawn(_run_rank, args=(model, dataset, config_file_list, shared, saved, queue),
                                 nprocs=nproc, join=True)
     return queue.get()

@@ -52,6 +52,8 @@ class MLTrainer(Trainer):
         config["single_spec"] = True  # RecBole's DDP wrapper assumes CUDA; ours is built below
         super().__init__(config, model)
         config["single_spec"] = not distributed
+        # RecBole names it by the time to the second: concurrent runs would share one file
+        self.saved_model_file = str(Path(self.checkpoint_dir) / f"{config['model']}-{config['run_id']}.pth")
         if distributed:
             self._wrap_distributed()
             self.saved_model_file = self._rank0_value(self.saved_model_file)
