@@ -10,7 +10,13 @@ from recbole.config import Config
 from recbole.utils import ModelType
 
 from recbole_microlens import compat
-from recbole_microlens.config_check import EXTRA_KEYS, check_known_keys, check_ranges, known_defaults
+from recbole_microlens.config_check import (
+    EXTRA_KEYS,
+    check_known_keys,
+    check_ranges,
+    known_defaults,
+    typed_value,
+)
 from recbole_microlens.model import get_model
 from recbole_microlens.run_id import new_run_id
 from recbole_microlens.paths import properties_dir
@@ -47,6 +53,12 @@ class MLConfig(Config):
     def _load_cmd_line(self):
         """RecBole would ``eval`` every ``--key=value`` of ``sys.argv`` (a Ray worker's too)."""
         return {}
+
+    def _convert_config_dict(self, config_dict):
+        """RecBole ``eval``s every string value (``id.json`` -> the builtin ``id``...);
+        read them as literals instead, and keep path-like values strings."""
+        return {key: typed_value(key, value) if isinstance(value, str) else value
+                for key, value in config_dict.items()}
 
     def _set_default_parameters(self):
         self._check_keys()

@@ -164,3 +164,166 @@ def test_dataset_names_cannot_leave_out(write_raw, tmp_path, name, capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "not a plain folder name" in error
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["ml_pairs.tsv"]
+
+
+# ------------------------------------------------------------------ 4. raw files
+
+
+def test_an_unterminated_quote_is_a_file_line_error(write_raw, tmp_path):
+    write_raw("ml_pairs.tsv", PAIRS)
+    titles = TITLES[:3] + ['12,"a title that never ends'] + TITLES[4:]
+    write_raw("ml_titles.csv", titles)
+    with pytest.raises(RawFormatError, match=r"ml_titles.csv:4: unterminated quote"):
+        convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out")
+    assert not (tmp_path / "out/ml").exists()
+
+
+def test_an_unterminated_quote_is_a_counted_skip_with_skip_bad(write_raw, tmp_path):
+    write_raw("ml_pairs.tsv", PAIRS)
+    write_raw("ml_titles.csv", TITLES[:3] + ['12,"a title that never ends'] + TITLES[4:]
+              + ['40,"a real title', 'on two lines"'])
+    meta = convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out",
+                           skip_bad=True)
+    assert meta["row_counts"]["titles"]["malformed_line"] == 1
+    titles = (tmp_path / "out/ml/ml.titles.csv").read_text().splitlines()
+    assert "13,title of 13" in titles  # the line after the bad one is read, not swallowed
+    assert "12," in titles  # the skipped title is empty, not the following records
+
+
+def test_timestamps_in_seconds_among_milliseconds_are_scaled_and_counted(write_raw, tmp_path):
+    in_ms = [f"{user},{item},{1_600_000_000_000 + 1000 * (user * 10 + k)}"
+             for user in range(1, 4) for k, item in enumerate(range(10, 16))]
+    # user 9 watched 20..25 after everybody else, but its file rows are in seconds
+    in_seconds = [f"9,{item},{1_700_000_000 + k}" for k, item in enumerate(range(20, 26))]
+    write_raw("ml_pairs.csv", ["user,item,timestamp"] + in_seconds + in_ms)
+    meta = convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out")
+    assert meta["row_counts"]["pairs_csv"]["timestamp_in_seconds_scaled_to_ms"] == 6
+    assert meta["timestamp"] == ("Unix epoch milliseconds (6 rows found in seconds, scaled to "
+                                 "milliseconds)")
+    rows = [line.split("\t") for line in (tmp_path / "out/ml/ml.inter").read_text().splitlines()[1:]]
+    user9 = [(item, float(stamp)) for user, item, stamp in rows if user == "9"]
+    assert user9 == [(str(20 + k), (1_700_000_000 + k) * 1000.0) for k in range(1, 6)] or \
+        user9 == [(str(20 + k), (1_700_000_000 + k) * 1000.0) for k in range(6)]
+
+
+# ------------------------------------------------------------------ 3. strict configuration
+
+
+def test_unknown_keys_name_the_closest_known_key(tmp_path):
+    from recbole_microlens.config import MLConfig
+
+    with pytest.raises(ConfigError, match=r"'hiden_size'.*did you mean 'hidden_size'"):
+        MLConfig("SASRec", "ml", None, {"hiden_size": 16})
+    config_file = tmp_path / "my.yaml"
+    config_file.write_text("learning_rat: 0.01\n")
+    with pytest.raises(ConfigError, match=rf"{config_file}; did you mean 'learning_rate'"):
+        MLConfig("SASRec", "ml", [str(config_file)], None)
+
+
+def test_keys_of_a_user_defined_model_are_declared_explicitly():
+    from recbole_microlens.config import MLConfig
+
+    config = MLConfig("SASRec", "ml", None, {"my_gate": 0.5, "extra_config_keys": ["my_gate"]})
+    assert config["my_gate"] == 0.5
+
+
+def test_command_line_values_are_literals_and_paths_stay_strings():
+    assert parse_overrides(["--epochs", "1", "--hidden_size=16"]) == {"epochs": 1, "hidden_size": 16}
+    assert parse_overrides(["--result_file=id.json", "--data_path=1e3",
+                            "--checkpoint_dir", "open"]) == {
+        "result_file": "id.json", "data_path": "1e3", "checkpoint_dir": "open"}
+    assert parse_overrides(["--encoder_overrides={'size': 64}", "--topk=[10, 20]",
+                            "--seed=__import__('os').getpid()"]) == {
+        "encoder_overrides": {"size": 64}, "topk": [10, 20],
+        "seed": "__import__('os').getpid()"}  # a string, never evaluated
+    with pytest.raises(ConfigError, match="--epochs needs a value"):
+        parse_overrides(["--epochs"])
+    with pytest.raises(ConfigError, match="unexpected argument '1'"):
+        parse_overrides(["1"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"hidden_size": 0}, "hidden_size must be an integer >= 1, got 0"),
+    ({"train_batch_size": 2.5}, "train_batch_size must be an integer >= 1, got 2.5"),
+    ({"learning_rate": "abc"}, "learning_rate must be a positive number, got 'abc'"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a positive number"),
+    ({"encoder_learning_rate": -1.0}, "encoder_learning_rate must be a positive number"),
+])
+def test_values_out_of_range_are_errors_naming_the_key(override, message):
+    from recbole_microlens.config import MLConfig
+
+    with pytest.raises(ConfigError, match=message):
+        MLConfig("SASRec", "ml", None, override)
+
+
+def test_a_misspelt_key_in_a_tune_search_space_is_an_error_before_ray_starts(tmp_path):
+    from tests.helpers import write_inter_file
+    from recbole_microlens.tune import run_tune
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)]
+                                        for u in range(5)})
+    space = {"search_space": {"learning_rat": [1e-3, 1e-4]}}
+    with pytest.raises(ConfigError, match=r"'learning_rat' in the tune search space.*"
+                                          r"did you mean 'learning_rate'"):
+        run_tune("SASRec", "tiny", space, config_dict={"data_path": str(tmp_path)},
+                 tune_dir=tmp_path / "tune")
+    assert not (tmp_path / "tune").exists()
+    # a key the model never reads (GRU4Rec has no n_heads) would rank identical trials
+    with pytest.raises(ConfigError, match=r"'n_heads' in the tune search space \(keys GRU4Rec"):
+        run_tune("GRU4Rec", "tiny", {"search_space": {"n_heads": [1, 2]}},
+                 config_dict={"data_path": str(tmp_path)}, tune_dir=tmp_path / "tune")
+
+
+def run_main(argv, monkeypatch, capsys):
+    """``run_recbole_ml.py`` as a user runs it: exit status and stderr."""
+    import run_recbole_ml
+
+    monkeypatch.setattr(sys, "argv", ["run_recbole_ml.py", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        run_recbole_ml.main()
+        raise SystemExit(0)
+    return exit_.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hiden_size=16"], "unknown config key 'hiden_size' in config_dict (or --key=value); "
+                          "did you mean 'hidden_size'?"),
+    (["--epochs=0"], "config epochs must be an integer >= 1, got 0"),
+    (["--hidden_size=0"], "config hidden_size must be an integer >= 1, got 0"),
+    (["--learning_rate=abc"], "config learning_rate must be a positive number, got 'abc'"),
+    (["--epochs"], "--epochs needs a value"),
+    (["--dataset=../../x"], "dataset name '../../x' is not a plain folder name"),
+    (["--dataset=nothing-here", "--data_path=/nonexistent"], "no atomic files for dataset"),
+])
+def test_bad_input_to_run_recbole_ml_is_one_line_and_exit_2(argv, message, monkeypatch, capsys,
+                                                           tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(argv, monkeypatch, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError):
+        run_main(["--epochs=0", "--debug"], monkeypatch, capsys)
+
+
+def test_space_separated_values_and_builtin_named_paths_reach_the_run(monkeypatch, capsys,
+                                                                      tmp_path, one_thread):
+    """``--epochs 1`` trains one epoch (not the default 100); ``--result_file=id.json`` (the name
+    of a Python builtin) is a file name, not code."""
+    from tests.helpers import write_inter_file
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)]
+                                        for u in range(6)})
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["--model=SASRec", "--dataset=tiny", f"--data_path={tmp_path}",
+                          "--epochs", "1", "--hidden_size", "8", "--inner_size=16",
+                          "--result_file=id.json", "--show_progress=false", "--train_batch_size=4"],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "id.json").read_text())
+    assert result["epochs_run"] == 1 and result["config"]["hidden_size"] == 8

@@ -87,7 +87,7 @@ def convert_dataset(
             "protocol": {"min_user_inter": min_user_inter, "keep_last": keep_last, **PROTOCOL_NOTES},
             "inputs": _describe_inputs(raw_files),
             "interactions_from": "pairs_csv" if raw_files.pairs_csv else "pairs_tsv",
-            "timestamp": TIMESTAMP_CSV if raw_files.pairs_csv else TIMESTAMP_TSV,
+            "timestamp": timestamp_unit(raw_files, row_counts),
             "pairs_cross_check": cross_check,
             "warm": warm_report,
             "statistics": {"raw": interaction_statistics(inter),
@@ -103,6 +103,15 @@ def convert_dataset(
 
 
 # --------------------------------------------------------------------------- interactions
+
+
+def timestamp_unit(raw_files: RawFiles, row_counts: dict[str, Counter]) -> str:
+    """The unit the timestamps were found in, and how many rows were scaled to it."""
+    if not raw_files.pairs_csv:
+        return TIMESTAMP_TSV
+    scaled = row_counts["pairs_csv"].get(raw.SECONDS_SCALED, 0)
+    return TIMESTAMP_CSV + (f" ({scaled} rows found in seconds, scaled to milliseconds)"
+                            if scaled else "")
 
 
 def load_interactions(raw_files: RawFiles, skip_bad: bool,
