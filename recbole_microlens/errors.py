@@ -17,7 +17,7 @@ class DatasetError(ValueError):
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that is not one of ours."""
+    """A checkpoint that is missing, unsafe, damaged, or does not fit the model or encoder."""
 
 
 def one_line(error: BaseException) -> str:

@@ -15,7 +15,6 @@ from torch.nn.parallel import DistributedDataParallel
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_microlens import compat
 from recbole_microlens.efficiency import TrunkCache, all_items_table, item_id_fields, unique_items_table
 from recbole_microlens.data.dataset import HOLDOUT_BY_PHASE
 from recbole_microlens.evaluation import (
@@ -25,6 +24,8 @@ from recbole_microlens.evaluation import (
     metrics_from_ranks,
     target_ranks,
 )
+from recbole_microlens.checkpoint_io import load_trainer_checkpoint
+from recbole_microlens.errors import CheckpointError
 from recbole_microlens.io import atomic_open
 
 
@@ -161,7 +162,8 @@ class MLTrainer(Trainer):
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
     def resume_checkpoint(self, resume_file):
-        checkpoint = compat.torch_load(resume_file, map_location=self.device)
+        checkpoint = load_trainer_checkpoint(resume_file, self.device,
+                                             ("state_dict", "epoch", "cur_step", "optimizer"))
         self.saved_model_file = str(resume_file)
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
@@ -173,8 +175,13 @@ class MLTrainer(Trainer):
     def load_weights(self, model_file=None):
         if not self.config["single_spec"]:
             torch.distributed.barrier()  # rank 0 has finished writing the checkpoint
-        checkpoint = compat.torch_load(model_file or self.saved_model_file, map_location=self.device)
-        self.model.load_state_dict(checkpoint["state_dict"])
+        path = model_file or self.saved_model_file
+        checkpoint = load_trainer_checkpoint(path, self.device)
+        try:
+            self.model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:  # another model's, or other sizes
+            raise CheckpointError(f"{path} does not fit {self.config['model']}: "
+                                  f"{' '.join(str(error).split())[:300]}") from error
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -327,3 +327,38 @@ def test_space_separated_values_and_builtin_named_paths_reach_the_run(monkeypatc
     assert code == 0, err
     result = json.loads((tmp_path / "id.json").read_text())
     assert result["epochs_run"] == 1 and result["config"]["hidden_size"] == 8
+
+
+# ------------------------------------------------------------------ 6. checkpoints
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "is empty"),
+    (bytes(range(256)) * 4, "is not a readable torch file"),
+    (b"\x80\x02}q\x00(X\x01", "is not a readable torch file"),  # a truncated pickle
+    ("pickle", "refused to read"),
+    ("no state_dict", "has no ['state_dict']"),
+], ids=["empty", "random", "truncated", "code", "foreign"])
+def test_checkpoint_errors_name_the_file_and_the_format_expected(tmp_path, content, problem):
+    import torch
+
+    from recbole_microlens.checkpoint_io import load_trainer_checkpoint
+    from recbole_microlens.errors import CheckpointError
+
+    path = tmp_path / "SASRec-run.pth"
+    if content == "pickle":
+        torch.save({"state_dict": Payload()}, path)
+    elif content == "no state_dict":
+        torch.save({"weights": torch.zeros(2)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        load_trainer_checkpoint(path)
+    message = str(error.value)
+    assert str(path) in message and problem in message
+    assert "expected a recbole-microlens checkpoint (a dict with 'state_dict'" in message
