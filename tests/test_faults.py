@@ -362,3 +362,74 @@ def test_checkpoint_errors_name_the_file_and_the_format_expected(tmp_path, conte
     message = str(error.value)
     assert str(path) in message and problem in message
     assert "expected a recbole-microlens checkpoint (a dict with 'state_dict'" in message
+
+
+# ------------------------------------------------------------------ 2. every run owns its outputs
+
+TWO_RUNS_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+
+import recbole.trainer.trainer, recbole.utils, recbole.utils.logger, recbole.utils.utils
+import torch
+
+torch.set_num_threads(1)
+SAME_SECOND = "Jan-01-2026_00-00-00"  # both runs start "in the same second"
+for module in (recbole.utils, recbole.utils.utils, recbole.utils.logger, recbole.trainer.trainer):
+    module.get_local_time = lambda: SAME_SECOND
+import recbole_microlens.run_id
+recbole_microlens.run_id.get_local_time = lambda: SAME_SECOND
+
+from recbole_microlens.quick_start import run_recbole_ml
+from recbole_microlens.config import MLConfig
+from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.model import get_model
+from recbole_microlens.trainer import MLTrainer
+
+root, seed, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+options = {"data_path": str(root), "checkpoint_dir": str(root / "saved"), "seed": seed,
+           "epochs": 2, "hidden_size": 8, "inner_size": 16, "train_batch_size": 4,
+           "learning_rate": 0.01, "show_progress": False}
+(root / f"ready-{seed}").touch()
+while not go.exists():
+    time.sleep(0.01)
+result = run_recbole_ml("SASRec", "tiny", None, dict(options))
+(root / f"done-{seed}").touch()
+while len(list(root.glob("done-*"))) < 2:  # re-read the checkpoint after both runs wrote theirs
+    time.sleep(0.05)
+checkpoint = root / "saved" / f"SASRec-{result['config']['run_id']}.pth"
+config = MLConfig("SASRec", "tiny", None, dict(options))
+train, valid, test = data_preparation(config, create_dataset(config))
+trainer = MLTrainer(config, get_model("SASRec")(config, train._dataset))
+again = trainer.evaluate(test, load_best_model=True, model_file=str(checkpoint))
+json.dump({"test": result["test"], "again": again, "checkpoint": str(checkpoint)},
+          open(root / f"result-{seed}.json", "w"))
+"""
+
+
+def test_two_concurrent_runs_of_one_model_each_test_their_own_weights(tmp_path):
+    from tests.helpers import write_inter_file
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u * 5 + k * 3) % 23}" for k in range(8)]
+                                        for u in range(40)})
+    go = tmp_path / "go"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    runs = [subprocess.Popen([sys.executable, "-c", TWO_RUNS_SCRIPT, str(tmp_path), str(seed),
+                              str(go)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+            for seed in (1, 2)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-3000:]
+    results = [json.loads((tmp_path / f"result-{seed}.json").read_text()) for seed in (1, 2)]
+    assert len(list((tmp_path / "saved").glob("SASRec-*.pth"))) == 2
+    assert results[0]["checkpoint"] != results[1]["checkpoint"]
+    for result in results:
+        assert result["test"] == result["again"]  # what it reported is what its own file scores
+    assert results[0]["test"] != results[1]["test"]  # two seeds: two different models
+    logs = list((tmp_path / "log" / "SASRec").glob("*.log"))
+    assert len(logs) == 2
