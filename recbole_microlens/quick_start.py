@@ -19,6 +19,7 @@ from recbole_microlens.results import (
     peak_rss_mb,
     write_result_file,
 )
+from recbole_microlens.processes import require_main_guard
 from recbole_microlens.run_id import init_run_logger, new_run_id
 from recbole_microlens.trainer import MLTrainer
 
@@ -104,6 +105,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, *, nproc=1, ip=
     settings: one GPU per process; gloo on CPU when there is no GPU). Returns rank 0's result."""
     if nproc <= 1:
         return run_recbole_ml(model, dataset, config_file_list, config_dict, saved=saved)
+    require_main_guard()
     context = torch.multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
     shared = {**(config_dict or {}), "world_size": nproc, "nproc": nproc, "ip": ip,

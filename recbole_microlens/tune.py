@@ -38,6 +38,7 @@ import yaml
 
 from recbole_microlens.io import atomic_open
 from recbole_microlens.paths import properties_dir, yaml_file
+from recbole_microlens.processes import descendants_die_with_this_process
 
 # The selection metric: valid NDCG@10 of the trial's best epoch (so far, while it trains).
 SELECTION = "valid_ndcg@10"
@@ -294,7 +295,7 @@ def run_tune(model: str, dataset: str, tune_config: str | os.PathLike | dict = "
     name = name or f"{setup['model']}-{setup['dataset']}-{spec.name}"
     experiment_dir = Path(tune_dir).resolve() / name
     trainable = _trainable(cpus_per_trial, gpus_per_trial)
-    with ray_session(ray_address):
+    with descendants_die_with_this_process(), ray_session(ray_address):
         _check_cluster_fits(cpus_per_trial, gpus_per_trial)
         if resume:
             tuner = _restored_tuner(experiment_dir, trainable)

@@ -433,3 +433,77 @@ def test_two_concurrent_runs_of_one_model_each_test_their_own_weights(tmp_path):
     assert results[0]["test"] != results[1]["test"]  # two seeds: two different models
     logs = list((tmp_path / "log" / "SASRec").glob("*.log"))
     assert len(logs) == 2
+
+
+# ------------------------------------------------------------------ 5. processes
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def media_dataset(tmp_path_factory):
+    """A converted sample with enough videos that decoding them takes a few seconds."""
+    from recbole_microlens.data.sample import generate_sample_raw
+
+    root = tmp_path_factory.mktemp("media")
+    generate_sample_raw(root / "raw", n_users=30, n_items=60, seed=3)
+    convert_dataset(detect_raw_files(root / "raw"), "ms", root / "out", min_user_inter=3)
+    return root
+
+
+def test_a_missing_raw_folder_is_an_error(media_dataset, capsys):
+    code = cli_main(["prepare-media", "--dataset", "ms", "--data-path",
+                     str(media_dataset / "out"), "--raw-dir", str(media_dataset / "missing")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"raw folder {media_dataset / 'missing'} does not exist" in err
+
+
+def test_killing_prepare_media_leaves_no_decoding_workers(media_dataset, tmp_path):
+    from recbole_microlens.processes import descendants, running
+
+    command = [sys.executable, "-m", "recbole_microlens", "prepare-media", "--dataset", "ms",
+               "--data-path", str(media_dataset / "out"), "--raw-dir", str(media_dataset / "raw"),
+               "--size", "32", "--workers", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+
+    def workers_started() -> bool:
+        workers.update(descendants(parent.pid))
+        return len(workers) >= 2 and parent.poll() is None
+
+    assert wait_until(workers_started, 60), "no workers started"
+    time.sleep(0.5)
+    workers.update(descendants(parent.pid))
+    parent.kill()
+    parent.wait()
+    assert wait_until(lambda: not any(map(running, workers)), 30), \
+        f"workers left running: {[pid for pid in workers if running(pid)]}"
+
+
+NO_GUARD_SCRIPT = """
+import sys
+from recbole_microlens.data.media import build_frame_store, FrameSpec
+build_frame_store(sys.argv[1] + "/raw/videos", [str(i) for i in range(1, 9)], sys.argv[2],
+                  FrameSpec(num_frames=2, interval=1, size=16), workers=2, progress=False)
+print("built")
+"""
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error(media_dataset, tmp_path):
+    script = tmp_path / "no_guard.py"
+    script.write_text(NO_GUARD_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(script), str(media_dataset), str(tmp_path / "store")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert 'put the code that runs it under `if __name__ == "__main__":`' in done.stderr
