@@ -507,3 +507,36 @@ def test_a_script_without_a_main_guard_gets_a_clear_error(media_dataset, tmp_pat
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert 'put the code that runs it under `if __name__ == "__main__":`' in done.stderr
+
+
+def test_killing_a_tune_sweep_leaves_no_ray_processes(tmp_path):
+    from tests.helpers import write_inter_file
+    from recbole_microlens.processes import descendants, running
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)]
+                                        for u in range(6)})
+    (tmp_path / "setup.yaml").write_text(f"data_path: {tmp_path}\nepochs: 50\nhidden_size: 8\n"
+                                         "inner_size: 16\nshow_progress: false\n")
+    command = [sys.executable, "-m", "recbole_microlens", "tune", "--model", "SASRec",
+               "--dataset", "tiny", "--config-files", str(tmp_path / "setup.yaml"),
+               "--tune_config", "sample", "--max_concurrent", "1", "--tune_dir",
+               str(tmp_path / "tune")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    started: set[int] = set()
+
+    def raylet_started() -> bool:
+        started.update(descendants(driver.pid))
+        names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in started if running(pid)}
+        return "raylet" in names and driver.poll() is None
+
+    try:
+        assert wait_until(raylet_started, 120), "Ray did not start"
+        time.sleep(3)
+        started.update(descendants(driver.pid))
+    finally:
+        driver.kill()
+        driver.wait()
+    assert wait_until(lambda: not any(map(running, started)), 60), \
+        f"left running: {[Path(f'/proc/{p}/cmdline').read_text()[:80] for p in started if running(p)]}"
