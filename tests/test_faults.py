@@ -540,3 +540,30 @@ def test_killing_a_tune_sweep_leaves_no_ray_processes(tmp_path):
         driver.wait()
     assert wait_until(lambda: not any(map(running, started)), 60), \
         f"left running: {[Path(f'/proc/{p}/cmdline').read_text()[:80] for p in started if running(p)]}"
+
+
+# ------------------------------------------------------------------ 6. one-line errors
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["convert", "--raw-dir", "{tmp}/missing", "--dataset", "x", "--out", "{tmp}/o"],
+     "raw directory {tmp}/missing does not exist"),
+    (["prepare-media", "--dataset", "nope", "--data-path", "{tmp}"], "no atomic files in"),
+    (["extract-features", "--dataset", "nope", "--data-path", "{tmp}", "--encoder", "nosuch"],
+     "encoder 'nosuch' is unknown"),
+    (["extract-features", "--dataset", "nope", "--data-path", "{tmp}", "--encoder", "bert-tiny"],
+     "no atomic files for dataset 'nope'"),
+    (["tune", "--model", "SASRec", "--dataset", "nope", "--tune_config", "nosuch"],
+     "no tune config 'nosuch'"),
+    (["sweep", "--model", "SASRecV", "--dataset", "nope", "--encoders", "x", "--out", "{tmp}/s",
+      "--hiden_size=8"], "unknown config key 'hiden_size'"),
+    (["report", "{tmp}/missing.json"], "missing.json"),
+])
+def test_every_command_reports_bad_input_in_one_line_with_exit_2(argv, message, tmp_path,
+                                                                 capsys):
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0]
+    assert "Traceback" not in err
