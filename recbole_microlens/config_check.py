@@ -24,7 +24,8 @@ RUNTIME_KEYS = frozenset({"model", "dataset", "local_rank", "world_size", "nproc
 # Our yaml folders that hold config layers (tune/ holds search spaces, reference/ paper numbers).
 CONFIG_YAML_FOLDERS = (".", "model", "dataset")
 EXTRA_KEYS = "extra_config_keys"
-# A value for one of these keys stays the string it was typed as (``--result_file=id.json``).
+# A value for one of these keys (or for a key whose default is a string) stays the string it was
+# typed as (``--result_file=id.json``, ``--gpu_id=0,1``).
 PATH_SUFFIXES = ("_path", "_file", "_dir", "_checkpoint", "_address")
 
 
@@ -112,14 +113,13 @@ def parse_overrides(args: list[str]) -> dict:
     return overrides
 
 
-def is_path_key(key: str) -> bool:
-    return key.endswith(PATH_SUFFIXES) or isinstance(known_defaults().get(key), str) and (
-        "/" in known_defaults()[key])
+def keeps_string(key: str) -> bool:
+    return key.endswith(PATH_SUFFIXES) or isinstance(known_defaults().get(key), str)
 
 
 def typed_value(key: str, text: str):
     """The value of ``--key=text``: a literal, never evaluated code; paths stay strings."""
-    if is_path_key(key):
+    if keeps_string(key):
         return None if text.lower() in ("none", "~") else text
     lowered = text.lower()
     if lowered in ("true", "false"):

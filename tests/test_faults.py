@@ -230,8 +230,8 @@ def test_keys_of_a_user_defined_model_are_declared_explicitly():
 def test_command_line_values_are_literals_and_paths_stay_strings():
     assert parse_overrides(["--epochs", "1", "--hidden_size=16"]) == {"epochs": 1, "hidden_size": 16}
     assert parse_overrides(["--result_file=id.json", "--data_path=1e3",
-                            "--checkpoint_dir", "open"]) == {
-        "result_file": "id.json", "data_path": "1e3", "checkpoint_dir": "open"}
+                            "--checkpoint_dir", "open", "--gpu_id=0,1"]) == {
+        "result_file": "id.json", "data_path": "1e3", "checkpoint_dir": "open", "gpu_id": "0,1"}
     assert parse_overrides(["--encoder_overrides={'size': 64}", "--topk=[10, 20]",
                             "--seed=__import__('os').getpid()"]) == {
         "encoder_overrides": {"size": 64}, "topk": [10, 20],
@@ -555,8 +555,10 @@ def test_killing_a_tune_sweep_leaves_no_ray_processes(tmp_path):
      "no atomic files for dataset 'nope'"),
     (["tune", "--model", "SASRec", "--dataset", "nope", "--tune_config", "nosuch"],
      "no tune config 'nosuch'"),
+    (["sweep", "--model", "SASRecV", "--dataset", "nope", "--encoders", "x", "--out", "{tmp}/s"],
+     "unknown encoders ['x']"),
     (["sweep", "--model", "SASRecV", "--dataset", "nope", "--encoders", "x", "--out", "{tmp}/s",
-      "--hiden_size=8"], "unknown config key 'hiden_size'"),
+      "--epochs"], "--epochs needs a value"),
     (["report", "{tmp}/missing.json"], "missing.json"),
 ])
 def test_every_command_reports_bad_input_in_one_line_with_exit_2(argv, message, tmp_path,

@@ -416,6 +416,8 @@ def _optional_path(path) -> Path | None:
 
 
 def _build_store(spec, decoder, item_tokens, store_root: Path, **options) -> StoreReport:
+    if options.get("workers", 1) > 1:
+        require_main_guard()  # before the lock, which the parent of such a child holds
     tokens = [PAD_TOKEN] + [str(token) for token in item_tokens]
     _check_tokens(tokens)
     folder = store_root / spec.dirname
