@@ -9,7 +9,7 @@ import yaml
 from recbole.config import Config
 from recbole.utils import ModelType
 
-from recbole_microlens import compat
+from recbole_microlens import compat, run_id
 from recbole_microlens.config_check import (
     EXTRA_KEYS,
     check_known_keys,
@@ -18,7 +18,6 @@ from recbole_microlens.config_check import (
     typed_value,
 )
 from recbole_microlens.model import get_model
-from recbole_microlens.run_id import new_run_id
 from recbole_microlens.paths import properties_dir
 
 
@@ -47,8 +46,11 @@ class MLConfig(Config):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         compat.apply()
-        self._config_files = list(config_file_list or [])
         super().__init__(model, dataset, config_file_list, config_dict)
+
+    def _load_config_files(self, file_list):
+        self._config_files = list(file_list or [])  # checked, file by file, in _check_keys
+        return super()._load_config_files(file_list)
 
     def _load_cmd_line(self):
         """RecBole would ``eval`` every ``--key=value`` of ``sys.argv`` (a Ray worker's too)."""
@@ -64,7 +66,7 @@ class MLConfig(Config):
         self._check_keys()
         super()._set_default_parameters()
         check_ranges(self.final_config_dict)
-        self.final_config_dict["run_id"] = self.final_config_dict.get("run_id") or new_run_id()
+        self.final_config_dict["run_id"] = self.final_config_dict.get("run_id") or run_id.new_run_id()
 
     def _check_keys(self) -> None:
         known = set(known_defaults()) | set(self.internal_config_dict)

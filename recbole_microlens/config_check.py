@@ -21,8 +21,9 @@ from recbole_microlens.paths import properties_dir
 # Keys no yaml defines because the run sets them (DDP, the model and dataset names).
 RUNTIME_KEYS = frozenset({"model", "dataset", "local_rank", "world_size", "nproc", "ip", "port",
                           "offset", "config_files"})
-# Our yaml folders that hold config layers (tune/ holds search spaces, reference/ paper numbers).
-CONFIG_YAML_FOLDERS = (".", "model", "dataset")
+# Our yaml folders that hold config layers or files (tune/ holds search spaces, reference/ the
+# paper's numbers).
+CONFIG_YAML_FOLDERS = (".", "model", "dataset", "profile")
 EXTRA_KEYS = "extra_config_keys"
 # A value for one of these keys (or for a key whose default is a string) stays the string it was
 # typed as (``--result_file=id.json``, ``--gpu_id=0,1``).
