@@ -466,12 +466,18 @@ def test_a_missing_raw_folder_is_an_error(media_dataset, capsys):
     assert f"raw folder {media_dataset / 'missing'} does not exist" in err
 
 
-def test_killing_prepare_media_leaves_no_decoding_workers(media_dataset, tmp_path):
+@pytest.mark.parametrize("command", [
+    ["prepare-media", "--size", "32", "--workers", "2"],
+    ["extract-features", "--encoder", "x3d-xs", "--size", "32"],  # builds the frame store first
+])
+def test_killing_a_media_command_leaves_no_decoding_workers(media_dataset, tmp_path, command):
+    import shutil
+
     from recbole_microlens.processes import descendants, running
 
-    command = [sys.executable, "-m", "recbole_microlens", "prepare-media", "--dataset", "ms",
-               "--data-path", str(media_dataset / "out"), "--raw-dir", str(media_dataset / "raw"),
-               "--size", "32", "--workers", "2"]
+    shutil.copytree(media_dataset / "out", tmp_path / "out")  # no store built by another test
+    command = [sys.executable, "-m", "recbole_microlens", *command, "--dataset", "ms",
+               "--data-path", str(tmp_path / "out"), "--raw-dir", str(media_dataset / "raw")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     parent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
