@@ -193,17 +193,19 @@ def test_an_unterminated_quote_is_a_counted_skip_with_skip_bad(write_raw, tmp_pa
 def test_timestamps_in_seconds_among_milliseconds_are_scaled_and_counted(write_raw, tmp_path):
     in_ms = [f"{user},{item},{1_600_000_000_000 + 1000 * (user * 10 + k)}"
              for user in range(1, 4) for k, item in enumerate(range(10, 16))]
-    # user 9 watched 20..25 after everybody else, but its file rows are in seconds
-    in_seconds = [f"9,{item},{1_700_000_000 + k}" for k, item in enumerate(range(20, 26))]
-    write_raw("ml_pairs.csv", ["user,item,timestamp"] + in_seconds + in_ms)
+    # user 9 watched 20, 21, 22 (rows in ms), then 23, 24, 25 (rows in seconds): unscaled, the
+    # later items would sort first
+    user9 = [f"9,{20 + k},{1_700_000_000_000 + 1000 * k}" for k in range(3)]
+    user9 += [f"9,{23 + k},{1_700_000_010 + k}" for k in range(3)]
+    write_raw("ml_pairs.csv", ["user,item,timestamp"] + user9 + in_ms)
     meta = convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out")
-    assert meta["row_counts"]["pairs_csv"]["timestamp_in_seconds_scaled_to_ms"] == 6
-    assert meta["timestamp"] == ("Unix epoch milliseconds (6 rows found in seconds, scaled to "
+    assert meta["row_counts"]["pairs_csv"]["timestamp_in_seconds_scaled_to_ms"] == 3
+    assert meta["timestamp"] == ("Unix epoch milliseconds (3 rows found in seconds, scaled to "
                                  "milliseconds)")
     rows = [line.split("\t") for line in (tmp_path / "out/ml/ml.inter").read_text().splitlines()[1:]]
-    user9 = [(item, float(stamp)) for user, item, stamp in rows if user == "9"]
-    assert user9 == [(str(20 + k), (1_700_000_000 + k) * 1000.0) for k in range(1, 6)] or \
-        user9 == [(str(20 + k), (1_700_000_000 + k) * 1000.0) for k in range(6)]
+    assert [(item, float(stamp)) for user, item, stamp in rows if user == "9"] == [
+        ("20", 1_700_000_000_000.0), ("21", 1_700_000_001_000.0), ("22", 1_700_000_002_000.0),
+        ("23", 1_700_000_010_000.0), ("24", 1_700_000_011_000.0), ("25", 1_700_000_012_000.0)]
 
 
 # ------------------------------------------------------------------ 3. strict configuration
