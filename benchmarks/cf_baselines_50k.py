@@ -115,9 +115,10 @@ def prepare_dataset(dataset: str, raw_dir: Path) -> None:
     if dataset == SAMPLE:
         return
     from recbole_microlens.data.convert import convert_dataset
+    from recbole_microlens.data.dataset_folder import dataset_problem
     from recbole_microlens.data.raw import detect_raw_files
 
-    if not (OUT / "atomic_files" / dataset / f"{dataset}.inter").is_file():
+    if dataset_problem(OUT / "atomic_files" / dataset, dataset) is not None:  # absent or incomplete
         convert_dataset(detect_raw_files(raw_dir), dataset, OUT / "atomic_files")
 
 

@@ -48,10 +48,11 @@ def shared_settings(args) -> dict:
 
 def convert_once(raw_dir: Path) -> dict:
     from recbole_microlens.data.convert import convert_dataset
+    from recbole_microlens.data.dataset_folder import dataset_problem
     from recbole_microlens.data.raw import detect_raw_files
 
     meta_file = OUT / "atomic_files" / DATASET / f"{DATASET}.meta.json"
-    if not meta_file.is_file():
+    if dataset_problem(meta_file.parent, DATASET) is not None:  # absent, or incomplete
         convert_dataset(detect_raw_files(raw_dir), DATASET, OUT / "atomic_files")
     return json.loads(meta_file.read_text())
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from recbole_microlens import compat
+from recbole_microlens.checkpoint_io import load_trainer_checkpoint
+from recbole_microlens.errors import CheckpointError  # noqa: F401  (re-exported)
 from recbole_microlens.io import sha256_file
 
 #: bumped when the layout of the run record changes
@@ -20,10 +21,6 @@ ATOMIC_SUFFIXES = (".inter", ".item", ".user")
 #: per-process settings that must not follow a checkpoint into another process
 PROCESS_KEYS = ("local_rank", "world_size", "nproc", "ip", "port", "offset", "gpu_id", "device",
                 "single_spec", "checkpoint_dir", "result_file")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot rebuild its run (not ours, or its data changed)."""
 
 
 def plain(value):
@@ -64,16 +61,10 @@ def run_record(config) -> dict:
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """A recbole-microlens checkpoint, loaded weights-only; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        checkpoint = compat.torch_load(path, map_location=map_location)
-    except Exception as error:  # torch reports unpicklable globals as UnpicklingError
-        raise CheckpointError(f"{path}: not a weights-only recbole-microlens checkpoint "
-                              f"({type(error).__name__}: {str(error).splitlines()[0]})") from error
-    if not isinstance(checkpoint, dict) or "run_config" not in checkpoint:
+    """A recbole-microlens checkpoint with its run record, loaded weights-only (the one reader,
+    ``checkpoint_io``, names the file and the format for anything else)."""
+    checkpoint = load_trainer_checkpoint(path, map_location, required=("state_dict",))
+    if "run_config" not in checkpoint:
         raise CheckpointError(f"{path}: the checkpoint has no run record (written by an older "
                               "recbole-microlens, or not by it); retrain to get one")
     return checkpoint

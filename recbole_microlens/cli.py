@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from recbole_microlens.data.convert import convert_dataset
+from recbole_microlens.errors import exit_cleanly
 from recbole_microlens.data.raw import RawFilesError, RawFormatError, detect_raw_files
 from recbole_microlens.inference_cli import add_commands as add_inference_commands
 from recbole_microlens.tune import add_tune_arguments, run_tune_from_args
@@ -18,18 +19,27 @@ FILE_OPTIONS = ("pairs_tsv", "pairs_csv", "titles", "title_en", "likes_views", "
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Bad input prints one line and returns 2; ``--debug`` (anywhere) shows tracebacks."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
     if overrides and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     args.overrides = overrides
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    try:
+        with exit_cleanly(debug):
+            return args.run(args)
+    except SystemExit as exit_:
+        return exit_.code
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recbole-microlens",
-                                     description="MicroLens benchmark tools for RecBole.")
+                                     description="MicroLens benchmark tools for RecBole. "
+                                                 "--debug (anywhere) shows tracebacks.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_convert(commands)
     _add_prepare_media(commands)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from recbole.config import Config
 from recbole.utils import ModelType
 
-from recbole_microlens import compat
+from recbole_microlens import compat, run_id
+from recbole_microlens.config_check import (
+    EXTRA_KEYS,
+    check_known_keys,
+    check_ranges,
+    known_defaults,
+    typed_value,
+)
 from recbole_microlens.model import get_model, register_model
 from recbole_microlens.paths import properties_dir, yaml_file
 
@@ -56,11 +65,43 @@ def resolve_config_files(config_file_list):
 
 
 class MLConfig(Config):
-    """``Config`` that knows recbole-microlens models and properties."""
+    """``Config`` that knows recbole-microlens models and properties, and is strict: unknown keys
+    and out-of-range values are errors (``config_check``), and it never reads ``sys.argv``: the
+    entry points parse the command line (``config_check.parse_overrides``) into ``config_dict``.
+    Each run gets a ``run_id`` unique across processes, which names its checkpoint and log."""
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         compat.apply()
         super().__init__(model, dataset, resolve_config_files(config_file_list), config_dict)
+
+    def _load_config_files(self, file_list):
+        self._config_files = list(file_list or [])  # checked, file by file, in _check_keys
+        return super()._load_config_files(file_list)
+
+    def _load_cmd_line(self):
+        """RecBole would ``eval`` every ``--key=value`` of ``sys.argv`` (a Ray worker's too)."""
+        return {}
+
+    def _convert_config_dict(self, config_dict):
+        """RecBole ``eval``s every string value (``id.json`` -> the builtin ``id``...);
+        read them as literals instead, and keep path-like values strings."""
+        return {key: typed_value(key, value) if isinstance(value, str) else value
+                for key, value in config_dict.items()}
+
+    def _set_default_parameters(self):
+        self._check_keys()
+        super()._set_default_parameters()
+        check_ranges(self.final_config_dict)
+        self.final_config_dict["run_id"] = self.final_config_dict.get("run_id") or run_id.new_run_id()
+
+    def _check_keys(self) -> None:
+        known = set(known_defaults()) | set(self.internal_config_dict)
+        extra = self.final_config_dict.get(EXTRA_KEYS) or ()
+        for path in self._config_files:
+            with open(path, encoding="utf-8") as handle:
+                keys = yaml.load(handle.read(), Loader=self.yaml_loader) or {}
+            check_known_keys(keys, f"config file {path}", known, extra)
+        check_known_keys(self.variable_config_dict, "config_dict (or --key=value)", known, extra)
 
     def _get_model_and_dataset(self, model, dataset):
         if isinstance(model, str) or model is None:

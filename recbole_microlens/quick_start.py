@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import init_seed, set_color
 
 from recbole_microlens.checkpoint import load_data_and_model  # noqa: F401  (RecBole's API)
 
@@ -21,6 +21,8 @@ from recbole_microlens.results import (
     peak_rss_mb,
     write_result_file,
 )
+from recbole_microlens.processes import require_main_guard
+from recbole_microlens.run_id import init_run_logger, new_run_id
 from recbole_microlens.trainer import MLTrainer
 
 
@@ -40,7 +42,7 @@ def run_recbole_ml(
     started = time.perf_counter()
     config = MLConfig(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    init_run_logger(config)
     logger = logging.getLogger()
     logger.info(config)
 
@@ -128,10 +130,12 @@ def run(model, dataset, config_file_list=None, config_dict=None, *, nproc=1, ip=
     settings: one GPU per process; gloo on CPU when there is no GPU). Returns rank 0's result."""
     if nproc <= 1:
         return run_recbole_ml(model, dataset, config_file_list, config_dict, saved=saved)
+    require_main_guard()
     context = torch.multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
     shared = {**(config_dict or {}), "world_size": nproc, "nproc": nproc, "ip": ip,
-              "port": str(port), "offset": 0}
+              "port": str(port), "offset": 0,
+              "run_id": (config_dict or {}).get("run_id") or new_run_id()}  # one for all ranks
     torch.multiprocessing.spawn(_run_rank, args=(model, dataset, config_file_list, shared, saved, queue),
                                 nprocs=nproc, join=True)
     return queue.get()

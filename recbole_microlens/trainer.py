@@ -15,7 +15,6 @@ from torch.nn.parallel import DistributedDataParallel
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_microlens import compat
 from recbole_microlens.checkpoint import run_record
 from recbole_microlens.efficiency import all_items_table, item_id_fields, open_trunk_cache, unique_items_table
 from recbole_microlens.data.dataset import HOLDOUT_BY_PHASE
@@ -28,6 +27,8 @@ from recbole_microlens.evaluation import (
     target_ranks,
     top_items,
 )
+from recbole_microlens.checkpoint_io import load_trainer_checkpoint
+from recbole_microlens.errors import CheckpointError
 from recbole_microlens.io import atomic_open
 from recbole_microlens.model.options import choose
 
@@ -59,6 +60,8 @@ class MLTrainer(Trainer):
         config["single_spec"] = True  # RecBole's DDP wrapper assumes CUDA; ours is built below
         super().__init__(config, model)
         config["single_spec"] = not distributed
+        # RecBole names it by the time to the second: concurrent runs would share one file
+        self.saved_model_file = str(Path(self.checkpoint_dir) / f"{config['model']}-{config['run_id']}.pth")
         if distributed:
             self._wrap_distributed()
             self.saved_model_file = self._rank0_value(self.saved_model_file)
@@ -181,7 +184,8 @@ class MLTrainer(Trainer):
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
     def resume_checkpoint(self, resume_file):
-        checkpoint = compat.torch_load(resume_file, map_location=self.device)
+        checkpoint = load_trainer_checkpoint(resume_file, self.device,
+                                             ("state_dict", "epoch", "cur_step", "optimizer"))
         self.saved_model_file = str(resume_file)
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
@@ -193,8 +197,13 @@ class MLTrainer(Trainer):
     def load_weights(self, model_file=None):
         if not self.config["single_spec"]:
             torch.distributed.barrier()  # rank 0 has finished writing the checkpoint
-        checkpoint = compat.torch_load(model_file or self.saved_model_file, map_location=self.device)
-        self.model.load_state_dict(checkpoint["state_dict"])
+        path = model_file or self.saved_model_file
+        checkpoint = load_trainer_checkpoint(path, self.device)
+        try:
+            self.model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:  # another model's, or other sizes
+            raise CheckpointError(f"{path} does not fit {self.config['model']}: "
+                                  f"{' '.join(str(error).split())[:300]}") from error
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -24,7 +24,6 @@ Ray, torch, recbole and matplotlib are imported inside the functions that use th
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import logging
 import math
@@ -39,6 +38,7 @@ import yaml
 
 from recbole_microlens.io import atomic_open
 from recbole_microlens.paths import properties_dir, yaml_file
+from recbole_microlens.processes import descendants_die_with_this_process
 
 # The selection metric: valid NDCG@10 of the trial's best epoch (so far, while it trains).
 SELECTION = "valid_ndcg@10"
@@ -295,7 +295,7 @@ def run_tune(model: str, dataset: str, tune_config: str | os.PathLike | dict = "
     name = name or f"{setup['model']}-{setup['dataset']}-{spec.name}"
     experiment_dir = Path(tune_dir).resolve() / name
     trainable = _trainable(cpus_per_trial, gpus_per_trial)
-    with ray_session(ray_address):
+    with descendants_die_with_this_process(), ray_session(ray_address):
         _check_cluster_fits(cpus_per_trial, gpus_per_trial)
         if resume:
             tuner = _restored_tuner(experiment_dir, trainable)
@@ -323,6 +323,7 @@ def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
     fixed = model_settings(model, overrides)
     with _recbole_globals_contained():
         config = MLConfig(model, dataset, files or None, dict(fixed))
+        _check_swept_keys(model, config, swept)
         ensure_atomic_files(config)
     # RecBole's data_path is <data_path>/<dataset>; the trials need the root.
     fixed["data_path"] = str(Path(config["data_path"]).resolve().parent)
@@ -330,6 +331,15 @@ def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
     setup = {"model": config["model"], "dataset": config["dataset"], "config_files": files,
              "fixed": fixed}
     return setup, config["epochs"]
+
+
+def _check_swept_keys(model: str, config, swept) -> None:
+    """Sweeping a key the model never reads would rank identical trials as if they differed."""
+    from recbole_microlens.config_check import check_known_keys
+
+    run_keys = set(config.internal_config_dict) | set(config["extra_config_keys"] or ())
+    check_known_keys(model_settings(model, dict.fromkeys(swept, 1)),
+                     f"the tune search space (keys {config['model']} reads)", run_keys)
 
 
 @contextlib.contextmanager
@@ -662,18 +672,7 @@ def run_tune_from_args(args: argparse.Namespace, config_files=None, config_dict=
 
 
 def config_overrides(args: list[str]) -> dict:
-    """``--key=value`` arguments as config values, typed as RecBole types its command line."""
-    overrides = {}
-    for arg in args:
-        key, sep, text = arg[2:].partition("=")
-        if not arg.startswith("--") or not sep:
-            raise ValueError(f"config overrides look like --key=value, got {arg!r}")
-        overrides[key] = _typed(text)
-    return overrides
+    """``--key=value`` (or ``--key value``) arguments as config values: literals, never eval'ed."""
+    from recbole_microlens.config_check import parse_overrides
 
-
-def _typed(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return {"true": True, "false": False}.get(text.lower(), text)
+    return parse_overrides(args)

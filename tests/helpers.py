@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recbole_microlens.config import MLConfig
+from recbole_microlens.data.dataset_folder import seal
 
 
 def write_inter_file(root: Path, dataset: str, sequences: dict) -> Path:
@@ -14,6 +15,7 @@ def write_inter_file(root: Path, dataset: str, sequences: dict) -> Path:
     for user, items in sequences.items():
         lines += [f"{user}\t{item}\t{t}" for t, item in enumerate(items)]
     (folder / f"{dataset}.inter").write_text("\n".join(lines) + "\n")
+    seal(folder, dataset, {"dataset": dataset, "converter": "tests/helpers.py"})
     return folder
 
 

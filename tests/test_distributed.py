@@ -3,7 +3,9 @@ import socket
 
 import pytest
 
-from recbole_microlens.quick_start import run, run_recbole_ml
+from recbole_microlens.config import MLConfig
+from recbole_microlens.data.prepare import ensure_atomic_files
+from recbole_microlens.quick_start import run
 from recbole_microlens.trainer import MLTrainer
 
 
@@ -19,7 +21,8 @@ def ddp_result(tmp_path_factory):
     options = {"data_path": str(root / "atomic_files"), "checkpoint_dir": str(root / "saved"),
                "epochs": 1, "show_progress": False, "hidden_size": 16, "inner_size": 32,
                "result_file": str(root / "ddp.json")}
-    run_recbole_ml("SASRec", "microlens-sample", config_dict={**options, "epochs": 0})  # prepare data once
+    # prepare data once (epochs must be >= 1, so the sample is generated and converted directly)
+    ensure_atomic_files(MLConfig("SASRec", "microlens-sample", None, dict(options)))
     result = run("SASRec", "microlens-sample", config_dict=options, nproc=2, ip="127.0.0.1",
                  port=free_port())
     return root, options, result

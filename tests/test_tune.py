@@ -236,7 +236,7 @@ def test_failed_and_early_stopped_trials_are_reported_and_the_sweep_goes_on(ray_
     assert by_lr[1e-4]["status"] == "stopped early" and by_lr[1e-4]["epochs"] == 1
     assert math.isnan(by_lr[1e-4]["test_ndcg@10"])  # stopped before any test evaluation
     assert by_lr[-1.0]["status"] == "error"
-    assert "Invalid learning rate: -1.0" in by_lr[-1.0]["error"]
+    assert "learning_rate must be a positive number, got -1.0" in by_lr[-1.0]["error"]
     assert result.best["trial"] == by_lr[5e-3]["trial"]
-    assert "Invalid learning rate" in result.files["markdown"].read_text()
+    assert "learning_rate must be a positive number" in result.files["markdown"].read_text()
     assert result.files["heatmap"].read_bytes()[:8] == PNG_MAGIC  # the failed cell shows n/a

@@ -23,7 +23,8 @@ import pandas as pd
 from recbole_microlens import __version__
 from recbole_microlens.data import raw
 from recbole_microlens.data.raw import Interactions, RawFiles
-from recbole_microlens.io import atomic_open, sha256_file, write_json_atomic
+from recbole_microlens.data.dataset_folder import building, check_dataset_name, seal
+from recbole_microlens.io import atomic_open, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def convert_dataset(
         raise ValueError("min_user_inter and keep_last must leave a training item for every user")
     options = {"min_user_inter": min_user_inter, "keep_last": keep_last,
                "num_pop_bins": num_pop_bins, "skip_bad": skip_bad}
+    check_dataset_name(dataset, out_dir)
     target = Path(out_dir) / dataset
     row_counts: dict[str, Counter] = {}
     inter, cross_check = load_interactions(raw_files, skip_bad, row_counts)
@@ -71,40 +73,45 @@ def convert_dataset(
     logger.info("the protocol keeps %d of %d interactions; writing %s",
                 len(kept), len(inter), target)
 
-    outputs = [write_inter(target / f"{dataset}.inter", kept),
-               write_items(target / f"{dataset}.item", features)]
-    if "title" in features:
-        outputs.append(write_titles(target / f"{dataset}.titles.csv", items, features["title"]))
-    if raw_files.users:
-        outputs.append(write_users(target / f"{dataset}.user", kept, raw_files.users, skip_bad,
-                                   row_counts))
-    _remove_stale_outputs(target, dataset, outputs)
-
-    meta = {
-        "dataset": dataset,
-        "converter": f"recbole_microlens {__version__}",
-        "options": options,
-        "protocol": {"min_user_inter": min_user_inter, "keep_last": keep_last, **PROTOCOL_NOTES},
-        "inputs": _describe_inputs(raw_files),
-        "interactions_from": "pairs_csv" if raw_files.pairs_csv else "pairs_tsv",
-        "timestamp": TIMESTAMP_CSV if raw_files.pairs_csv else TIMESTAMP_TSV,
-        "pairs_cross_check": cross_check,
-        "warm": warm_report,
-        "statistics": {"raw": interaction_statistics(inter),
-                       "protocol": protocol_statistics(kept, train)},
-        "pop_bins": {"num_bins": num_pop_bins, "unseen_in_training_bin": num_pop_bins,
-                     "items_per_bin": np.bincount(pop_bin, minlength=num_pop_bins + 1).tolist()},
-        "item_features": feature_sources(raw_files),
-        "metadata_coverage": metadata_coverage(raw_features, items),
-        "row_counts": {name: {reason: n for reason, n in sorted(counts.items()) if n}
-                       for name, counts in row_counts.items()},
-        "outputs": [path.name for path in outputs],
-    }
-    write_json_atomic(target / f"{dataset}.meta.json", meta)
+    with building(out_dir, dataset) as folder:
+        write_inter(folder / f"{dataset}.inter", kept)
+        write_items(folder / f"{dataset}.item", features)
+        if "title" in features:
+            write_titles(folder / f"{dataset}.titles.csv", items, features["title"])
+        if raw_files.users:
+            write_users(folder / f"{dataset}.user", kept, raw_files.users, skip_bad, row_counts)
+        meta = seal(folder, dataset, {
+            "dataset": dataset,
+            "converter": f"recbole_microlens {__version__}",
+            "options": options,
+            "protocol": {"min_user_inter": min_user_inter, "keep_last": keep_last, **PROTOCOL_NOTES},
+            "inputs": _describe_inputs(raw_files),
+            "interactions_from": "pairs_csv" if raw_files.pairs_csv else "pairs_tsv",
+            "timestamp": timestamp_unit(raw_files, row_counts),
+            "pairs_cross_check": cross_check,
+            "warm": warm_report,
+            "statistics": {"raw": interaction_statistics(inter),
+                           "protocol": protocol_statistics(kept, train)},
+            "pop_bins": {"num_bins": num_pop_bins, "unseen_in_training_bin": num_pop_bins,
+                         "items_per_bin": np.bincount(pop_bin, minlength=num_pop_bins + 1).tolist()},
+            "item_features": feature_sources(raw_files),
+            "metadata_coverage": metadata_coverage(raw_features, items),
+            "row_counts": {name: {reason: n for reason, n in sorted(counts.items()) if n}
+                           for name, counts in row_counts.items()},
+        })
     return meta
 
 
 # --------------------------------------------------------------------------- interactions
+
+
+def timestamp_unit(raw_files: RawFiles, row_counts: dict[str, Counter]) -> str:
+    """The unit the timestamps were found in, and how many rows were scaled to it."""
+    if not raw_files.pairs_csv:
+        return TIMESTAMP_TSV
+    scaled = row_counts["pairs_csv"].get(raw.SECONDS_SCALED, 0)
+    return TIMESTAMP_CSV + (f" ({scaled} rows found in seconds, scaled to milliseconds)"
+                            if scaled else "")
 
 
 def load_interactions(raw_files: RawFiles, skip_bad: bool,
@@ -370,15 +377,6 @@ def write_users(path: Path, inter: Interactions, users_file: Path, skip_bad: boo
         handle.writelines(f"{user}\t{as_token(gender) if isinstance(gender, str) else ''}\n"
                           for user, gender in known.items())
     return path
-
-
-def _remove_stale_outputs(target: Path, dataset: str, written: list[Path]) -> None:
-    """An optional output of an earlier run (e.g. a .user) must not outlive its input."""
-    for suffix in (".user", ".titles.csv"):
-        path = target / f"{dataset}{suffix}"
-        if path.exists() and path not in written:
-            logger.info("removing %s left by an earlier conversion", path)
-            path.unlink()
 
 
 def _describe_inputs(raw_files: RawFiles) -> dict:

@@ -53,6 +53,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from recbole_microlens.io import atomic_open, read_json, write_json_atomic
+from recbole_microlens.processes import exit_with_parent, require_main_guard
 
 logger = logging.getLogger(__name__)
 
@@ -415,6 +416,8 @@ def _optional_path(path) -> Path | None:
 
 
 def _build_store(spec, decoder, item_tokens, store_root: Path, **options) -> StoreReport:
+    if options.get("workers", 1) > 1:
+        require_main_guard()  # before the lock, which the parent of such a child holds
     tokens = [PAD_TOKEN] + [str(token) for token in item_tokens]
     _check_tokens(tokens)
     folder = store_root / spec.dirname
@@ -545,6 +548,7 @@ _WORKER_WRITER: _RowWriter | None = None
 
 def _init_worker(*writer_args) -> None:
     global _WORKER_WRITER
+    exit_with_parent()  # a killed prepare-media must not leave decoders running
     _WORKER_WRITER = _RowWriter(*writer_args)
 
 
@@ -558,6 +562,7 @@ def _run_tasks(tasks: list, writer_args: tuple, workers: int) -> Iterator[list]:
         writer = _RowWriter(*writer_args)
         yield from map(writer.write, tasks)
         return
+    require_main_guard()
     # spawn: workers must not inherit a parent's CUDA context or threads
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=writer_args)
@@ -715,6 +720,9 @@ def prepare_media(
     Returns {"frames": report, "covers": report} for the stores that have a source.
     """
     dataset_dir, raw_dir = Path(dataset_dir), Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise FileNotFoundError(f"raw folder {raw_dir} does not exist (expected videos/ and/or "
+                                f"covers/ in it; see --raw-dir)")
     tokens = read_item_tokens(dataset_dir)
     media_root = dataset_dir / "media"
     videos, covers = raw_dir / "videos", raw_dir / "covers"

@@ -1,9 +1,17 @@
-"""Make sure a dataset's atomic files exist before RecBole loads them (convert on first use)."""
+"""Make sure a dataset's atomic files exist and are complete before RecBole loads them (convert
+on first use, or again when a folder does not match its meta.json)."""
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+
+from recbole_microlens.data.dataset_folder import (
+    check_dataset_name,
+    dataset_problem,
+    is_output,
+    require_complete,
+)
 
 SAMPLE_DATASET = "microlens-sample"
 
@@ -22,7 +30,11 @@ def ensure_atomic_files(config) -> Path:
     """
     dataset = config["dataset"]
     dataset_dir = Path(config["data_path"])
-    if atomic_inter_file(dataset_dir, dataset).is_file():
+    check_dataset_name(dataset, dataset_dir.parent)
+    has_outputs = dataset_dir.is_dir() and any(is_output(path.name, dataset)
+                                               for path in dataset_dir.iterdir())
+    problem = dataset_problem(dataset_dir, dataset) if has_outputs else "absent"
+    if problem is None:
         check_stored_warm(dataset_dir, dataset, config["warm"])
         return dataset_dir
     raw_dir = config["raw_data_path"]
@@ -32,6 +44,8 @@ def ensure_atomic_files(config) -> Path:
         raw_dir = dataset_dir / "raw"
         logger.info("Generating the embedded sample into %s", raw_dir)
         ensure_sample_raw(raw_dir)
+    if raw_dir is None and problem != "absent":
+        require_complete(dataset_dir, dataset)  # raises, saying why and how to rebuild
     if raw_dir is None:
         raise FileNotFoundError(
             f"no atomic files for dataset {dataset!r}: expected {atomic_inter_file(dataset_dir, dataset)}. "
@@ -41,6 +55,8 @@ def ensure_atomic_files(config) -> Path:
     from recbole_microlens.data.convert import convert_dataset
     from recbole_microlens.data.raw import detect_raw_files
 
+    if problem != "absent":
+        logger.warning("dataset folder %s is incomplete (%s): converting again", dataset_dir, problem)
     logger.info("Converting raw files in %s to atomic files in %s", raw_dir, dataset_dir)
     convert_dataset(detect_raw_files(raw_dir), dataset, dataset_dir.parent,
                     warm=config["warm"] or 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import re
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ PathLike = str | os.PathLike
 CHUNK_BYTES = 1 << 23
 BOM = b"\xef\xbb\xbf"
 CSV_FIELDS = ("user", "item", "timestamp")
+SECONDS_FROM, SECONDS_BELOW = 10**8, 10**11  # epoch timestamps in this range are in seconds
+SECONDS_SCALED = "timestamp_in_seconds_scaled_to_ms"
+RECORD_START = re.compile(r"^\s*\d+\s*,")  # how a record of an id-keyed csv file begins
 LIKES_FIELDS = ("item", "likes", "views")
 INT64 = np.iinfo(np.int64)
 
@@ -188,12 +192,33 @@ class _Source:
             except UnicodeDecodeError as error:
                 self.bad(line_no, f"not valid UTF-8 ({error.reason} at byte {error.start})")
 
+    def quote_checked_lines(self) -> Iterator[tuple[int, str]]:
+        """:meth:`text_lines`, less lines whose quoted field is never closed.
+
+        A quoted field may span lines (RFC-4180), but one still open where the next line starts
+        a new record (``<id>,``) or at the end of the file is an unterminated quote: the csv
+        reader would silently swallow the records that follow into it.
+        """
+        lines = self.text_lines()
+        upcoming = next(lines, None)
+        in_field = False
+        while upcoming is not None:
+            line_no, text = upcoming
+            upcoming = next(lines, None)
+            odd = text.count('"') % 2 == 1
+            if odd and not in_field and (upcoming is None or RECORD_START.match(upcoming[1])):
+                self.bad(line_no, "unterminated quote: the quoted field opened on this line is "
+                                  "never closed")
+                continue
+            in_field ^= odd
+            yield line_no, text
+
     def csv_records(self, **reader_kwargs) -> Iterator[tuple[int, list[str]]]:
         """RFC-4180 records with the line number each record starts on."""
         record_lines: list[int] = []
 
         def feed() -> Iterator[str]:
-            for line_no, text in self.text_lines():
+            for line_no, text in self.quote_checked_lines():
                 record_lines.append(line_no)
                 yield text + "\n"
 
@@ -366,10 +391,22 @@ def read_pairs_csv(path: PathLike, *, skip_bad: bool = False) -> tuple[Interacti
             lines, first = lines[1:], 2
         parts.append(_parse_csv_chunk(lines, first, source))
     table = np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.int64)
-    inter = Interactions(table[:, 0], table[:, 1], table[:, 2])
+    inter = Interactions(table[:, 0], table[:, 1], in_milliseconds(table[:, 2], source))
     repeats = _later_repeats(inter.user, inter.item, inter.timestamp)
     source.counts["duplicate_item_in_user"] += int(repeats.sum())
     return inter.take(~repeats), source.counts
+
+
+def in_milliseconds(timestamps: np.ndarray, source: _Source) -> np.ndarray:
+    """Epoch timestamps in milliseconds; ones in seconds (found by magnitude: from 1e8 to 1e11,
+    i.e. 1973 to 5138 AD in seconds, 1970 to 1973 in milliseconds) are scaled and counted, so
+    one user's seconds are not ordered before everybody's milliseconds. Smaller values (not
+    epoch times: positions, synthetic data) are left as they are."""
+    seconds = (timestamps >= SECONDS_FROM) & (timestamps < SECONDS_BELOW)
+    if seconds.any():
+        source.counts[SECONDS_SCALED] += int(seconds.sum())
+        timestamps = np.where(seconds, timestamps * 1000, timestamps)
+    return timestamps
 
 
 def _check_csv_header(line: bytes, source: _Source) -> None:

@@ -13,7 +13,6 @@ own layout (a fine-tuned encoder saved by us) load unchanged.
 """
 from __future__ import annotations
 
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,16 +22,15 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
+from recbole_microlens.checkpoint_io import load_torch_file
+from recbole_microlens.errors import CheckpointError  # noqa: F401 (raised here, imported from here)
+
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Wrappers that training scripts put around the state dict (pytorchvideo/PySlowFast, Lightning).
 STATE_DICT_ENTRIES = ("model_state", "state_dict")
 # BatchNorm fills a missing counter itself; old checkpoints often lack it.
 OPTIONAL_KEY_SUFFIXES = ("num_batches_tracked",)
 MAX_KEYS_SHOWN = 20
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unsafe, or does not fit the encoder."""
 
 
 @dataclass(frozen=True)
@@ -142,14 +140,8 @@ def _hf_weight_file(folder: Path) -> Path:
 
 
 def _read_torch_file(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"refused to read {path}: it pickles objects other than tensors and plain containers, "
-            "and only weights_only loading is allowed; re-save its state dict alone, or as "
-            f".safetensors ({str(error).splitlines()[0]})"
-        ) from error
+    content = load_torch_file(path, "a state dict (name -> tensor), re-saved alone or as "
+                                    ".safetensors if it pickles other objects")
     for entry in STATE_DICT_ENTRIES:
         if isinstance(content, dict) and isinstance(content.get(entry), dict):
             content = content[entry]

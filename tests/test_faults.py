@@ -1,0 +1,579 @@
+"""Nothing lost, nothing mixed up (issue 12): every case of the issue's table, as a user meets it.
+
+Datasets are complete or absent; runs own their outputs; configuration is strict and safe; raw
+file faults are reported by file and line; killed commands leave no processes; bad input gives
+one line and exit status 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from recbole_microlens.cli import main as cli_main
+from recbole_microlens.config_check import ConfigError, parse_overrides
+from recbole_microlens.data.convert import convert_dataset
+from recbole_microlens.data.dataset_folder import dataset_problem, require_complete
+from recbole_microlens.data.prepare import ensure_atomic_files
+from recbole_microlens.data.raw import RawFormatError, detect_raw_files
+from recbole_microlens.errors import DatasetError
+
+REPO = Path(__file__).resolve().parent.parent
+PAIRS = [f"{user}\t" + " ".join(str(10 + (user * 3 + k) % 17) for k in range(8)) for user in range(1, 9)]
+TITLES = ["item,title"] + [f"{item},title of {item}" for item in range(10, 27)]
+USERS = ["user,gender"] + [f"{user},{'MF'[user % 2]}" for user in range(1, 9)]
+OUTPUT_FILES = ["ml.inter", "ml.item", "ml.titles.csv", "ml.user", "ml.meta.json"]
+
+
+def folder_bytes(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def converted(write_raw, tmp_path):
+    """A complete dataset ``out/ml`` (with every optional output) plus a media/ folder in it."""
+    write_raw("ml_pairs.tsv", PAIRS)
+    write_raw("ml_titles.csv", TITLES)
+    write_raw("ml_users.csv", USERS)
+    convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out")
+    (tmp_path / "out/ml/media").mkdir()
+    (tmp_path / "out/ml/media/store.bin").write_bytes(b"frames")
+    return tmp_path / "out/ml"
+
+
+# ------------------------------------------------------------------ 1. complete or absent
+
+
+def test_the_converter_writes_every_output_with_its_checksum(converted):
+    meta = json.loads((converted / "ml.meta.json").read_text())
+    assert sorted(meta["checksums"]) == sorted(OUTPUT_FILES[:-1]) == meta["outputs"]
+    assert dataset_problem(converted, "ml") is None
+    assert not list(converted.parent.glob(".ml.partial-*"))
+
+
+@pytest.mark.parametrize("fail_after", range(1, len(OUTPUT_FILES) + 1))
+def test_a_failure_after_any_file_leaves_the_earlier_dataset_untouched(converted, tmp_path,
+                                                                       monkeypatch, fail_after):
+    before = folder_bytes(converted)
+    real_replace, written = os.replace, []
+
+    def replace_then_fail(source, destination):
+        real_replace(source, destination)
+        written.append(Path(destination).name)
+        if len(written) == fail_after:
+            raise RuntimeError(f"injected failure after {written[-1]}")
+
+    monkeypatch.setattr(os, "replace", replace_then_fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out", keep_last=6)
+    monkeypatch.undo()
+    assert written[-1] == OUTPUT_FILES[fail_after - 1]
+    assert folder_bytes(converted) == before
+    assert not list(converted.parent.glob(".ml.partial-*"))
+
+
+def test_a_successful_reconversion_replaces_outputs_and_keeps_other_entries(converted, tmp_path):
+    old_inter = (converted / "ml.inter").read_bytes()
+    (tmp_path / "raw/ml_users.csv").unlink()
+    convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out", keep_last=6)
+    assert (converted / "ml.inter").read_bytes() != old_inter
+    assert not (converted / "ml.user").exists()  # the input is gone, so is its output
+    assert (converted / "media/store.bin").read_bytes() == b"frames"
+    assert dataset_problem(converted, "ml") is None
+
+
+def test_a_bad_users_file_leaves_the_earlier_dataset_untouched(converted, tmp_path):
+    before = folder_bytes(converted)
+    (tmp_path / "raw/ml_users.csv").write_text("user,gender\nabc,M\n")
+    with pytest.raises(RawFormatError, match=r"ml_users.csv:2: user 'abc' is not an integer"):
+        convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out", keep_last=6)
+    assert folder_bytes(converted) == before
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+from recbole_microlens.data.convert import convert_dataset
+from recbole_microlens.data.raw import detect_raw_files
+
+real_replace, written = os.replace, []
+def replace_then_die(source, destination):
+    real_replace(source, destination)
+    written.append(destination)
+    if len(written) == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace_then_die
+convert_dataset(detect_raw_files(sys.argv[1]), "ml", sys.argv[2], keep_last=6)
+"""
+
+
+def test_a_kill_after_any_file_leaves_the_earlier_dataset_and_the_next_run_cleans_up(
+        converted, tmp_path):
+    before = folder_bytes(converted)
+    for kill_after in range(1, len(OUTPUT_FILES) + 1):
+        done = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "raw"),
+                               str(tmp_path / "out"), str(kill_after)], cwd=REPO)
+        assert done.returncode == -signal.SIGKILL
+        assert folder_bytes(converted) == before, f"killed after file {kill_after}"
+    assert len(list(converted.parent.glob(".ml.partial-*"))) == 1  # each run removes the last's
+    convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out", keep_last=6)
+    assert not list(converted.parent.glob(".ml.partial-*"))
+    assert dataset_problem(converted, "ml") is None
+
+
+@pytest.mark.parametrize("damage", ["no meta", "truncated inter", "stray user file"])
+def test_training_refuses_an_incomplete_dataset_and_says_how_to_rebuild(converted, damage):
+    if damage == "no meta":
+        (converted / "ml.meta.json").unlink()
+    elif damage == "truncated inter":
+        data = (converted / "ml.inter").read_bytes()
+        (converted / "ml.inter").write_bytes(data[: len(data) // 2])
+    else:
+        meta = json.loads((converted / "ml.meta.json").read_text())
+        del meta["checksums"]["ml.user"]
+        (converted / "ml.meta.json").write_text(json.dumps(meta))
+    config = {"dataset": "ml", "data_path": str(converted), "raw_data_path": None, "warm": None}
+    with pytest.raises(DatasetError, match=r"incomplete: .*recbole-microlens convert --raw-dir "):
+        ensure_atomic_files(config)
+
+
+def test_an_incomplete_dataset_is_converted_again_when_its_raw_folder_is_known(converted,
+                                                                               tmp_path):
+    (converted / "ml.meta.json").unlink()
+    config = {"dataset": "ml", "data_path": str(converted), "raw_data_path": str(tmp_path / "raw"),
+              "warm": None}
+    ensure_atomic_files(config)
+    require_complete(converted, "ml")
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", ""])
+def test_dataset_names_cannot_leave_out(write_raw, tmp_path, name, capsys):
+    write_raw("ml_pairs.tsv", PAIRS)
+    out = tmp_path / "deep/er/out"
+    code = cli_main(["convert", "--raw-dir", str(tmp_path / "raw"), "--dataset", name,
+                     "--out", str(out)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "not a plain folder name" in error
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["ml_pairs.tsv"]
+
+
+# ------------------------------------------------------------------ 4. raw files
+
+
+def test_an_unterminated_quote_is_a_file_line_error(write_raw, tmp_path):
+    write_raw("ml_pairs.tsv", PAIRS)
+    titles = TITLES[:3] + ['12,"a title that never ends'] + TITLES[4:]
+    write_raw("ml_titles.csv", titles)
+    with pytest.raises(RawFormatError, match=r"ml_titles.csv:4: unterminated quote"):
+        convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out")
+    assert not (tmp_path / "out/ml").exists()
+
+
+def test_an_unterminated_quote_is_a_counted_skip_with_skip_bad(write_raw, tmp_path):
+    write_raw("ml_pairs.tsv", PAIRS)
+    write_raw("ml_titles.csv", TITLES[:3] + ['12,"a title that never ends'] + TITLES[4:]
+              + ['40,"a real title', 'on two lines"'])
+    meta = convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out",
+                           skip_bad=True)
+    assert meta["row_counts"]["titles"]["malformed_line"] == 1
+    titles = (tmp_path / "out/ml/ml.titles.csv").read_text().splitlines()
+    assert "13,title of 13" in titles  # the line after the bad one is read, not swallowed
+    assert "12," in titles  # the skipped title is empty, not the following records
+
+
+def test_timestamps_in_seconds_among_milliseconds_are_scaled_and_counted(write_raw, tmp_path):
+    in_ms = [f"{user},{item},{1_600_000_000_000 + 1000 * (user * 10 + k)}"
+             for user in range(1, 4) for k, item in enumerate(range(10, 16))]
+    # user 9 watched 20, 21, 22 (rows in ms), then 23, 24, 25 (rows in seconds): unscaled, the
+    # later items would sort first
+    user9 = [f"9,{20 + k},{1_700_000_000_000 + 1000 * k}" for k in range(3)]
+    user9 += [f"9,{23 + k},{1_700_000_010 + k}" for k in range(3)]
+    write_raw("ml_pairs.csv", ["user,item,timestamp"] + user9 + in_ms)
+    meta = convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out")
+    assert meta["row_counts"]["pairs_csv"]["timestamp_in_seconds_scaled_to_ms"] == 3
+    assert meta["timestamp"] == ("Unix epoch milliseconds (3 rows found in seconds, scaled to "
+                                 "milliseconds)")
+    rows = [line.split("\t") for line in (tmp_path / "out/ml/ml.inter").read_text().splitlines()[1:]]
+    assert [(item, float(stamp)) for user, item, stamp in rows if user == "9"] == [
+        ("20", 1_700_000_000_000.0), ("21", 1_700_000_001_000.0), ("22", 1_700_000_002_000.0),
+        ("23", 1_700_000_010_000.0), ("24", 1_700_000_011_000.0), ("25", 1_700_000_012_000.0)]
+
+
+# ------------------------------------------------------------------ 3. strict configuration
+
+
+def test_unknown_keys_name_the_closest_known_key(tmp_path):
+    from recbole_microlens.config import MLConfig
+
+    with pytest.raises(ConfigError, match=r"'hiden_size'.*did you mean 'hidden_size'"):
+        MLConfig("SASRec", "ml", None, {"hiden_size": 16})
+    config_file = tmp_path / "my.yaml"
+    config_file.write_text("learning_rat: 0.01\n")
+    with pytest.raises(ConfigError, match=rf"{config_file}; did you mean 'learning_rate'"):
+        MLConfig("SASRec", "ml", [str(config_file)], None)
+
+
+def test_keys_of_a_user_defined_model_are_declared_explicitly():
+    from recbole_microlens.config import MLConfig
+
+    config = MLConfig("SASRec", "ml", None, {"my_gate": 0.5, "extra_config_keys": ["my_gate"]})
+    assert config["my_gate"] == 0.5
+
+
+def test_command_line_values_are_literals_and_paths_stay_strings():
+    assert parse_overrides(["--epochs", "1", "--hidden_size=16"]) == {"epochs": 1, "hidden_size": 16}
+    assert parse_overrides(["--result_file=id.json", "--data_path=1e3",
+                            "--checkpoint_dir", "open", "--gpu_id=0,1"]) == {
+        "result_file": "id.json", "data_path": "1e3", "checkpoint_dir": "open", "gpu_id": "0,1"}
+    assert parse_overrides(["--encoder_overrides={'size': 64}", "--topk=[10, 20]",
+                            "--seed=__import__('os').getpid()"]) == {
+        "encoder_overrides": {"size": 64}, "topk": [10, 20],
+        "seed": "__import__('os').getpid()"}  # a string, never evaluated
+    with pytest.raises(ConfigError, match="--epochs needs a value"):
+        parse_overrides(["--epochs"])
+    with pytest.raises(ConfigError, match="unexpected argument '1'"):
+        parse_overrides(["1"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"hidden_size": 0}, "hidden_size must be an integer >= 1, got 0"),
+    ({"train_batch_size": 2.5}, "train_batch_size must be an integer >= 1, got 2.5"),
+    ({"learning_rate": "abc"}, "learning_rate must be a positive number, got 'abc'"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a positive number"),
+    ({"encoder_learning_rate": -1.0}, "encoder_learning_rate must be a positive number"),
+])
+def test_values_out_of_range_are_errors_naming_the_key(override, message):
+    from recbole_microlens.config import MLConfig
+
+    with pytest.raises(ConfigError, match=message):
+        MLConfig("SASRec", "ml", None, override)
+
+
+def test_a_misspelt_key_in_a_tune_search_space_is_an_error_before_ray_starts(tmp_path):
+    from tests.helpers import write_inter_file
+    from recbole_microlens.tune import run_tune
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)]
+                                        for u in range(5)})
+    space = {"search_space": {"learning_rat": [1e-3, 1e-4]}}
+    with pytest.raises(ConfigError, match=r"'learning_rat' in the tune search space.*"
+                                          r"did you mean 'learning_rate'"):
+        run_tune("SASRec", "tiny", space, config_dict={"data_path": str(tmp_path)},
+                 tune_dir=tmp_path / "tune")
+    assert not (tmp_path / "tune").exists()
+    # a key the model never reads (GRU4Rec has no n_heads) would rank identical trials
+    with pytest.raises(ConfigError, match=r"'n_heads' in the tune search space \(keys GRU4Rec"):
+        run_tune("GRU4Rec", "tiny", {"search_space": {"n_heads": [1, 2]}},
+                 config_dict={"data_path": str(tmp_path)}, tune_dir=tmp_path / "tune")
+
+
+def run_main(argv, monkeypatch, capsys):
+    """``run_recbole_ml.py`` as a user runs it: exit status and stderr."""
+    import run_recbole_ml
+
+    monkeypatch.setattr(sys, "argv", ["run_recbole_ml.py", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        run_recbole_ml.main()
+        raise SystemExit(0)
+    return exit_.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hiden_size=16"], "unknown config key 'hiden_size' in config_dict (or --key=value); "
+                          "did you mean 'hidden_size'?"),
+    (["--epochs=0"], "config epochs must be an integer >= 1, got 0"),
+    (["--hidden_size=0"], "config hidden_size must be an integer >= 1, got 0"),
+    (["--learning_rate=abc"], "config learning_rate must be a positive number, got 'abc'"),
+    (["--epochs"], "--epochs needs a value"),
+    (["--dataset=../../x"], "dataset name '../../x' is not a plain folder name"),
+    (["--dataset=nothing-here", "--data_path=/nonexistent"], "no atomic files for dataset"),
+])
+def test_bad_input_to_run_recbole_ml_is_one_line_and_exit_2(argv, message, monkeypatch, capsys,
+                                                           tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(argv, monkeypatch, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError):
+        run_main(["--epochs=0", "--debug"], monkeypatch, capsys)
+
+
+def test_space_separated_values_and_builtin_named_paths_reach_the_run(monkeypatch, capsys,
+                                                                      tmp_path, one_thread):
+    """``--epochs 1`` trains one epoch (not the default 100); ``--result_file=id.json`` (the name
+    of a Python builtin) is a file name, not code."""
+    from tests.helpers import write_inter_file
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)]
+                                        for u in range(6)})
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["--model=SASRec", "--dataset=tiny", f"--data_path={tmp_path}",
+                          "--epochs", "1", "--hidden_size", "8", "--inner_size=16",
+                          "--result_file=id.json", "--show_progress=false", "--train_batch_size=4"],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "id.json").read_text())
+    assert result["epochs_run"] == 1 and result["config"]["hidden_size"] == 8
+
+
+# ------------------------------------------------------------------ 6. checkpoints
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "is empty"),
+    (bytes(range(256)) * 4, "is not a readable torch file"),
+    (b"\x80\x02}q\x00(X\x01", "is not a readable torch file"),  # a truncated pickle
+    ("pickle", "refused to read"),
+    ("no state_dict", "has no ['state_dict']"),
+], ids=["empty", "random", "truncated", "code", "foreign"])
+def test_checkpoint_errors_name_the_file_and_the_format_expected(tmp_path, content, problem):
+    import torch
+
+    from recbole_microlens.checkpoint_io import load_trainer_checkpoint
+    from recbole_microlens.errors import CheckpointError
+
+    path = tmp_path / "SASRec-run.pth"
+    if content == "pickle":
+        torch.save({"state_dict": Payload()}, path)
+    elif content == "no state_dict":
+        torch.save({"weights": torch.zeros(2)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        load_trainer_checkpoint(path)
+    message = str(error.value)
+    assert str(path) in message and problem in message
+    assert "expected a recbole-microlens checkpoint (a dict with 'state_dict'" in message
+
+
+# ------------------------------------------------------------------ 2. every run owns its outputs
+
+TWO_RUNS_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+
+import recbole.trainer.trainer, recbole.utils, recbole.utils.logger, recbole.utils.utils
+import torch
+
+torch.set_num_threads(1)
+SAME_SECOND = "Jan-01-2026_00-00-00"  # both runs start "in the same second"
+for module in (recbole.utils, recbole.utils.utils, recbole.utils.logger, recbole.trainer.trainer):
+    module.get_local_time = lambda: SAME_SECOND
+import recbole_microlens.run_id
+recbole_microlens.run_id.get_local_time = lambda: SAME_SECOND
+
+from recbole_microlens.quick_start import run_recbole_ml
+from recbole_microlens.config import MLConfig
+from recbole_microlens.data.dataset import create_dataset
+from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.model import get_model
+from recbole_microlens.trainer import MLTrainer
+
+root, seed, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+options = {"data_path": str(root), "checkpoint_dir": str(root / "saved"), "seed": seed,
+           "epochs": 2, "hidden_size": 8, "inner_size": 16, "train_batch_size": 4,
+           "learning_rate": 0.01, "show_progress": False}
+(root / f"ready-{seed}").touch()
+while not go.exists():
+    time.sleep(0.01)
+result = run_recbole_ml("SASRec", "tiny", None, dict(options))
+(root / f"done-{seed}").touch()
+while len(list(root.glob("done-*"))) < 2:  # re-read the checkpoint after both runs wrote theirs
+    time.sleep(0.05)
+checkpoint = root / "saved" / f"SASRec-{result['config']['run_id']}.pth"
+config = MLConfig("SASRec", "tiny", None, dict(options))
+train, valid, test = data_preparation(config, create_dataset(config))
+trainer = MLTrainer(config, get_model("SASRec")(config, train._dataset))
+again = trainer.evaluate(test, load_best_model=True, model_file=str(checkpoint))
+json.dump({"test": result["test"], "again": again, "checkpoint": str(checkpoint)},
+          open(root / f"result-{seed}.json", "w"))
+"""
+
+
+def test_two_concurrent_runs_of_one_model_each_test_their_own_weights(tmp_path):
+    from tests.helpers import write_inter_file
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u * 5 + k * 3) % 23}" for k in range(8)]
+                                        for u in range(40)})
+    go = tmp_path / "go"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    runs = [subprocess.Popen([sys.executable, "-c", TWO_RUNS_SCRIPT, str(tmp_path), str(seed),
+                              str(go)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+            for seed in (1, 2)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-3000:]
+    results = [json.loads((tmp_path / f"result-{seed}.json").read_text()) for seed in (1, 2)]
+    assert len(list((tmp_path / "saved").glob("SASRec-*.pth"))) == 2
+    assert results[0]["checkpoint"] != results[1]["checkpoint"]
+    for result in results:
+        assert result["test"] == result["again"]  # what it reported is what its own file scores
+    assert results[0]["test"] != results[1]["test"]  # two seeds: two different models
+    logs = list((tmp_path / "log" / "SASRec").glob("*.log"))
+    assert len(logs) == 2
+
+
+# ------------------------------------------------------------------ 5. processes
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def media_dataset(tmp_path_factory):
+    """A converted sample with enough videos that decoding them takes a few seconds."""
+    from recbole_microlens.data.sample import generate_sample_raw
+
+    root = tmp_path_factory.mktemp("media")
+    generate_sample_raw(root / "raw", n_users=30, n_items=60, seed=3)
+    convert_dataset(detect_raw_files(root / "raw"), "ms", root / "out", min_user_inter=3)
+    return root
+
+
+def test_a_missing_raw_folder_is_an_error(media_dataset, capsys):
+    code = cli_main(["prepare-media", "--dataset", "ms", "--data-path",
+                     str(media_dataset / "out"), "--raw-dir", str(media_dataset / "missing")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"raw folder {media_dataset / 'missing'} does not exist" in err
+
+
+@pytest.mark.parametrize("command", [
+    ["prepare-media", "--size", "32", "--workers", "2"],
+    ["extract-features", "--encoder", "x3d-xs", "--size", "32"],  # builds the frame store first
+])
+def test_killing_a_media_command_leaves_no_decoding_workers(media_dataset, tmp_path, command):
+    import shutil
+
+    from recbole_microlens.processes import descendants, running
+
+    shutil.copytree(media_dataset / "out", tmp_path / "out")  # no store built by another test
+    command = [sys.executable, "-m", "recbole_microlens", *command, "--dataset", "ms",
+               "--data-path", str(tmp_path / "out"), "--raw-dir", str(media_dataset / "raw")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+
+    def workers_started() -> bool:
+        workers.update(descendants(parent.pid))
+        return len(workers) >= 2 and parent.poll() is None
+
+    assert wait_until(workers_started, 60), "no workers started"
+    time.sleep(0.5)
+    workers.update(descendants(parent.pid))
+    parent.kill()
+    parent.wait()
+    assert wait_until(lambda: not any(map(running, workers)), 30), \
+        f"workers left running: {[pid for pid in workers if running(pid)]}"
+
+
+NO_GUARD_SCRIPT = """
+import sys
+from recbole_microlens.data.media import build_frame_store, FrameSpec
+build_frame_store(sys.argv[1] + "/raw/videos", [str(i) for i in range(1, 9)], sys.argv[2],
+                  FrameSpec(num_frames=2, interval=1, size=16), workers=2, progress=False)
+print("built")
+"""
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error(media_dataset, tmp_path):
+    script = tmp_path / "no_guard.py"
+    script.write_text(NO_GUARD_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(script), str(media_dataset), str(tmp_path / "store")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert 'put the code that runs it under `if __name__ == "__main__":`' in done.stderr
+
+
+def test_killing_a_tune_sweep_leaves_no_ray_processes(tmp_path):
+    from tests.helpers import write_inter_file
+    from recbole_microlens.processes import descendants, running
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)]
+                                        for u in range(6)})
+    (tmp_path / "setup.yaml").write_text(f"data_path: {tmp_path}\nepochs: 50\nhidden_size: 8\n"
+                                         "inner_size: 16\nshow_progress: false\n")
+    command = [sys.executable, "-m", "recbole_microlens", "tune", "--model", "SASRec",
+               "--dataset", "tiny", "--config-files", str(tmp_path / "setup.yaml"),
+               "--tune_config", "sample", "--max_concurrent", "1", "--tune_dir",
+               str(tmp_path / "tune")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    started: set[int] = set()
+
+    def raylet_started() -> bool:
+        started.update(descendants(driver.pid))
+        names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in started if running(pid)}
+        return "raylet" in names and driver.poll() is None
+
+    try:
+        assert wait_until(raylet_started, 120), "Ray did not start"
+        time.sleep(3)
+        started.update(descendants(driver.pid))
+    finally:
+        driver.kill()
+        driver.wait()
+    assert wait_until(lambda: not any(map(running, started)), 60), \
+        f"left running: {[Path(f'/proc/{p}/cmdline').read_text()[:80] for p in started if running(p)]}"
+
+
+# ------------------------------------------------------------------ 6. one-line errors
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["convert", "--raw-dir", "{tmp}/missing", "--dataset", "x", "--out", "{tmp}/o"],
+     "raw directory {tmp}/missing does not exist"),
+    (["prepare-media", "--dataset", "nope", "--data-path", "{tmp}"], "no atomic files in"),
+    (["extract-features", "--dataset", "nope", "--data-path", "{tmp}", "--encoder", "nosuch"],
+     "encoder 'nosuch' is unknown"),
+    (["extract-features", "--dataset", "nope", "--data-path", "{tmp}", "--encoder", "bert-tiny"],
+     "no atomic files for dataset 'nope'"),
+    (["tune", "--model", "SASRec", "--dataset", "nope", "--tune_config", "nosuch"],
+     "no tune config 'nosuch'"),
+    (["sweep", "--model", "SASRecV", "--dataset", "nope", "--encoders", "x", "--out", "{tmp}/s"],
+     "unknown encoders ['x']"),
+    (["sweep", "--model", "SASRecV", "--dataset", "nope", "--encoders", "x", "--out", "{tmp}/s",
+      "--epochs"], "--epochs needs a value"),
+    (["report", "{tmp}/missing.json"], "missing.json"),
+])
+def test_every_command_reports_bad_input_in_one_line_with_exit_2(argv, message, tmp_path,
+                                                                 capsys):
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0]
+    assert "Traceback" not in err
