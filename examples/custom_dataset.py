@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from recbole_microlens.config import register_dataset
+from recbole_microlens.data.dataset_folder import seal
 
 NAME = "toy-clicks"
 
@@ -24,6 +25,7 @@ def write_toy_clicks(data_path: Path, users: int = 120, items: int = 40, seed: i
             item = (item + 1) % items if rng.random() < 0.8 else rng.randrange(items)
             lines.append(f"u{user}\ti{item}\t{step}")
     (folder / f"{NAME}.inter").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    seal(folder, NAME, {"dataset": NAME, "source": __file__})  # complete: checksums recorded
     defaults = folder / f"{NAME}.yaml"
     defaults.write_text("MAX_ITEM_LIST_LENGTH: 5\nlearning_rate: 0.005\ntrain_batch_size: 32\n")
     register_dataset(NAME, defaults)

@@ -14,9 +14,12 @@ from recbole_microlens.model.sequential_recommender import SASRec
 class TemperedSASRec(SASRec):
     """SASRec with ``score = q . v / score_temperature`` (inherits SASRec's yaml and loss)."""
 
+    #: the keys this model adds, with their defaults (so ``--score_temperature=...`` is known)
+    config_defaults = {"score_temperature": 1.0}
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.temperature = float(config["score_temperature"] or 1.0)
+        self.temperature = float(config["score_temperature"])
 
     def full_sort_predict(self, interaction):
         return super().full_sort_predict(interaction) / self.temperature

@@ -41,18 +41,30 @@ def register_dataset(name: str, config_file) -> None:
         DATASET_LAYERS[name].append(path)
 
 
-def _yaml_layers(model_class, dataset: str) -> list[Path]:
-    """Our yaml files for this run, in the order they apply (later wins).
+def _model_layers(model_class) -> list:
+    """The model's defaults, parents first: ``properties/model/<Name>.yaml`` for each class of
+    its lineage (SASRecV reads SASRec.yaml first), and a class's own ``config_defaults`` dict
+    (how a model defined outside the package declares its keys and their defaults)."""
+    root = properties_dir()
+    layers = []
+    for cls in reversed(model_class.__mro__):
+        if not hasattr(cls, "type"):
+            continue
+        layers.append(root / "model" / f"{cls.__name__}.yaml")
+        if "config_defaults" in vars(cls):
+            layers.append(dict(cls.config_defaults))
+    return layers
 
-    A model inherits the yaml of the models it subclasses (SASRecV reads SASRec.yaml first).
-    """
+
+def _yaml_layers(model_class, dataset: str) -> list:
+    """Our config layers for this run (yaml paths, or dicts of model defaults), in the order they
+    apply (later wins)."""
     root = properties_dir()
     layers = [root / "overall.yaml", root / f"{TYPE_LAYERS.get(model_class.type, '-')}.yaml"]
-    lineage = [cls.__name__ for cls in reversed(model_class.__mro__) if hasattr(cls, "type")]
-    layers += [root / "model" / f"{name}.yaml" for name in lineage]
+    layers += _model_layers(model_class)
     layers.append(root / "dataset" / f"{dataset}.yaml")
     layers += DATASET_LAYERS.get(dataset, [])
-    return [path for path in layers if path.is_file()]
+    return [layer for layer in layers if isinstance(layer, dict) or layer.is_file()]
 
 
 def resolve_config_files(config_file_list):
@@ -132,5 +144,8 @@ class MLConfig(Config):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        for path in _yaml_layers(model_class, dataset):
-            self._update_internal_config_dict(str(path))
+        for layer in _yaml_layers(model_class, dataset):
+            if isinstance(layer, dict):
+                self.internal_config_dict.update(layer)
+            else:
+                self._update_internal_config_dict(str(layer))

@@ -18,7 +18,8 @@ def add_commands(commands) -> None:
 def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
                         help="a .pth written by run_recbole_ml.py (saved/<Model>-*.pth)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N (RecBole's use_gpu / gpu_id; default: cpu)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the check that the atomic files are those the model trained on")
 
@@ -47,13 +48,22 @@ def _add_recommend(commands) -> None:
     parser.set_defaults(run=run_recommend)
 
 
+def device_settings(device: str) -> dict:
+    """``--device`` as RecBole's own keys (RecBole derives ``device`` from them)."""
+    if device == "cpu":
+        return {"use_gpu": False}
+    if device == "cuda" or device.startswith("cuda:"):
+        return {"use_gpu": True, "gpu_id": device.partition(":")[2] or "0"}
+    raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+
+
 def run_recommend(args: argparse.Namespace) -> int:
     from recbole_microlens import inference
     from recbole_microlens.checkpoint import load_data_and_model
 
     started = time.perf_counter()
     try:
-        _, model, dataset, *_ = load_data_and_model(args.checkpoint, {"device": args.device},
+        _, model, dataset, *_ = load_data_and_model(args.checkpoint, device_settings(args.device),
                                                     verify=not args.no_verify)
         if args.all_users:
             users = list(range(1, dataset.user_num))
@@ -98,7 +108,7 @@ def run_export_embeddings(args: argparse.Namespace) -> int:
 
     out = args.out or args.checkpoint.with_name(args.checkpoint.stem + ".items.npy")
     try:
-        _, model, dataset, *_ = load_data_and_model(args.checkpoint, {"device": args.device},
+        _, model, dataset, *_ = load_data_and_model(args.checkpoint, device_settings(args.device),
                                                     verify=not args.no_verify)
         meta = export_embeddings(model, dataset, out,
                                  {"checkpoint": str(args.checkpoint.resolve())})

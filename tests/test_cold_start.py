@@ -9,6 +9,7 @@ import torch
 
 from recbole_microlens.checkpoint import load_data_and_model
 from recbole_microlens.cli import main
+from recbole_microlens.data.dataset_folder import seal
 from recbole_microlens.data.media import FrameSpec, decode_clip
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.inference import InferenceError, embed_new_items, item_vectors, recommend
@@ -43,6 +44,7 @@ def _write_without(sample: Path, folder: Path, held_out: set[str]) -> None:
         kept = [lines[0]] + [line for line in lines[1:] if line.split(sep)[column] not in held_out]
         (folder / f"{HELD_OUT_DATASET}{suffix}").write_text("\n".join(kept) + "\n", encoding="utf-8")
     (folder / "raw").symlink_to(sample / "raw")
+    seal(folder, HELD_OUT_DATASET, {"dataset": HELD_OUT_DATASET, "converter": __name__})
 
 
 @pytest.fixture(scope="module")
