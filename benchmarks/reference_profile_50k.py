@@ -121,6 +121,7 @@ def table(results: dict[str, list[dict]]) -> str:
         cells += [mean_std([r["test"][m] for r in group], 3) for m in BIAS]
         cells += [mean_std([r["epochs_run"] for r in group], 1),
                   mean_std([r["seconds"]["mean_epoch"] for r in group], 1),
+                  mean_std([min(r["seconds"]["per_epoch"]) for r in group], 1),
                   mean_std([statistics.mean(r["seconds"]["per_validation"]) for r in group], 1),
                   mean_std([r["seconds"]["test"] for r in group], 1)]
         rows.append(cells)
@@ -128,7 +129,7 @@ def table(results: dict[str, list[dict]]) -> str:
                + ["test " + m.replace("@10", "").replace("averagepopularity", "avg pop")
                   .replace("itemcoverage", "coverage").replace("tailpercentage", "tail %")
                   .replace("giniindex", "gini") + "@10" for m in BIAS]
-               + ["epochs", "s/epoch", "s/valid", "s test"])
+               + ["epochs", "s/epoch", "fastest epoch s", "s/valid", "s test"])
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
@@ -144,12 +145,14 @@ def main():
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--only", nargs="*", help="row names to run (default: all)")
     parser.add_argument("--rerun", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="only tabulate the result files there are; train nothing")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
         child(*args._child)
         return
-    if args.dataset == "microlens-50k":
+    if args.dataset == "microlens-50k" and not args.report:
         convert_once(args.raw_dir)
     base = settings(args)
     results: dict[str, list[dict]] = {}
@@ -157,12 +160,23 @@ def main():
         if args.only and name not in args.only:
             continue
         config = {**base, **overrides, "seed": seed}
-        result = run_one(args.dataset, files, config, result_path(name, seed, args.dataset),
-                         args.rerun)
+        path = result_path(name, seed, args.dataset)
+        if args.report:
+            if not path.is_file():
+                continue
+            result = json.loads(path.read_text())
+        else:
+            result = run_one(args.dataset, files, config, path, args.rerun)
         results.setdefault(name, []).append(result)
+        if args.report:
+            continue
         print(f"\n{args.dataset}: SASRec d={args.dim}, lr {args.lr}, batch {args.batch_size}, "
               f"early stopping {args.stopping_step} (max {args.epochs} epochs)\n" + table(results),
               flush=True)
+
+
+    if args.report:
+        print(table(results))
 
 
 if __name__ == "__main__":
