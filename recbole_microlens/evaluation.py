@@ -67,8 +67,8 @@ class FastAveragePopularity(AveragePopularity):
 
 
 class FastTailPercentage(TailPercentage):
-    """RecBole's TailPercentage (same tail set) with ``np.isin`` instead of a list scan per
-    entry, which takes hours on 50,000 users."""
+    """RecBole's TailPercentage (same tail set) with ``np.isin`` instead of a Python list scan
+    per entry (50,000 users x top-20 x ~1,900 tail items: ~1.9 billion comparisons)."""
 
     def get_tail(self, item_matrix, count_items):
         if self.tail > 1:
