@@ -12,12 +12,21 @@ paper's: every sequential model (SR) ahead of every CF model.
 ``--override MODEL:KEY=VALUE`` changes one model's setting (BENCHMARKS.md section 8 lists the
 ones behind its table); a result file trained with the same settings is reused (``--rerun``
 trains again), so a long table can be assembled over several runs.
+
+``--lrs 0.001 0.01`` trains each model once per learning rate, validating every epoch with early
+stopping (``--stopping-step``), and keeps for each model the rate whose best **valid** score
+(NDCG@10) is higher; the test split of the other rate is printed only as its valid score:
+
+    python benchmarks/cf_baselines_50k.py --raw-dir ../shared/data/microlens-50k \
+        --models DSSM LightGCN NextItNet GRU4Rec SASRec --lrs 0.001 0.01 --epochs 15 \
+        --stopping-step 3 --override LightGCN:epochs=6
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -56,8 +65,11 @@ def shared_settings(args, dataset: str) -> dict:
     """The ID-baseline benchmark's shared settings, plus the MLP size of the CF towers and how
     often to validate (``--eval-step``, default once after the last epoch: one full ranking by
     NFM or DeepFM costs minutes on a CPU, and every model then reports its final epoch)."""
-    return {**id_baseline_settings(args), "mlp_hidden_size": [args.dim], "dataset": dataset,
-            "eval_step": args.eval_step or args.epochs}
+    settings = {**id_baseline_settings(args), "mlp_hidden_size": [args.dim], "dataset": dataset,
+                "eval_step": args.eval_step or args.epochs}
+    if args.stopping_step:
+        settings["stopping_step"] = args.stopping_step
+    return settings
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +82,9 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--stopping-step", type=int, default=None,
+                        help="early stopping after N validations without a better valid score "
+                             "(default: the whole --epochs budget)")
     parser.add_argument("--rerun", action="store_true",
                         help="train again models whose result file has the same settings")
 
@@ -91,7 +106,9 @@ def model_settings(settings: dict, overrides, model: str) -> dict:
     own = {key: value for name, key, value in overrides if name == model}
     merged = {**settings, **own}
     if "epochs" in own:
-        merged["stopping_step"] = own.get("stopping_step", merged["epochs"])
+        fixed_budget = settings["stopping_step"] >= settings["epochs"]
+        merged["stopping_step"] = own.get(
+            "stopping_step", merged["epochs"] if fixed_budget else settings["stopping_step"])
         merged["eval_step"] = own.get("eval_step", min(merged["eval_step"], merged["epochs"]))
     return merged
 
@@ -154,6 +171,45 @@ def row(name: str, kind: str, result: dict, paper: tuple | None) -> list:
             seconds["mean_epoch"], seconds["test"], reference]
 
 
+def select_on_valid(model: str, settings: dict, overrides, lrs: list[float], rerun: bool):
+    """Train ``model`` at each learning rate; return the result whose best valid score is highest
+    (the test split decides nothing) and the valid score of every rate."""
+    by_lr = {}
+    for lr in lrs:
+        lr_overrides = [*overrides, (model, "learning_rate", lr)]
+        by_lr[lr] = in_subprocess(model, model_settings(settings, lr_overrides, model),
+                                  result_path(settings["dataset"], model, lr_overrides), rerun)
+    chosen = max(by_lr, key=lambda lr: by_lr[lr]["best_valid_score"])
+    return by_lr[chosen], {lr: result["best_valid_score"] for lr, result in by_lr.items()}
+
+
+def selected_row(model: str, result: dict, valid_by_lr: dict) -> list:
+    """A table row: the chosen rate, each rate's valid score, then the test metrics."""
+    valid = " / ".join(f"{lr:g}: {score:.4f}" for lr, score in valid_by_lr.items())
+    seconds, config = result["seconds"], result["config"]
+    paper = PAPER_100K.get(model)
+    return [model, "SR" if model in SR_MODELS else "CF", config["learning_rate"], valid,
+            result["epochs_run"], *test_metrics(result), statistics.fmean(seconds["per_epoch"]),
+            seconds["test"], f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else ""]
+
+
+def print_selected(args, settings: dict) -> None:
+    """The ``--lrs`` table: each model at the learning rate its valid score chose."""
+    results, rows = {}, []
+    for model in args.models:
+        results[model], valid_by_lr = select_on_valid(model, settings, args.override, args.lrs,
+                                                       args.rerun)
+        rows.append(selected_row(model, results[model], valid_by_lr))
+    headers = ["model", "kind", "chosen lr", "valid NDCG@10 by lr", "epochs run", *HEADERS,
+               "s/epoch", "test ranking s", "paper 100K HR@10 / NDCG@10"]
+    print(f"\n{args.dataset}: learning rate chosen on valid NDCG@10 from {args.lrs}; test metrics "
+          f"of the chosen run; dim {args.dim}, batch {args.batch_size}, early stopping after "
+          f"{settings['stopping_step']} validations, at most {args.epochs} epochs\n")
+    print(tabulate(rows, headers=headers, tablefmt="github",
+                   floatfmt=("", "", "g", "", "d", ".4f", ".4f", ".4f", ".4f", ".1f", ".1f", "")))
+    print(f"\n{ordering_verdict(results)}")
+
+
 def ordering_verdict(results: dict) -> str:
     """Does every sequential model beat every CF model (test HR@10 and NDCG@10), as in the paper?"""
     cf = {m: r for m, r in results.items() if m in CF_MODELS}
@@ -178,6 +234,8 @@ def main():
     parser.add_argument("--override", type=parse_override, action="append", default=[],
                         metavar="MODEL:KEY=VALUE",
                         help="one model's setting, e.g. YouTubeID:learning_rate=0.01 (repeatable)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=None,
+                        help="train each model at each rate and keep the one valid prefers")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
@@ -187,6 +245,9 @@ def main():
 
     prepare_dataset(args.dataset, args.raw_dir)
     settings = shared_settings(args, args.dataset)
+    if args.lrs:
+        print_selected(args, {**settings, "eval_step": args.eval_step or 1})
+        return
     results = {m: in_subprocess(m, model_settings(settings, args.override, m),
                                 result_path(args.dataset, m, args.override), rerun=args.rerun)
                for m in args.models}
