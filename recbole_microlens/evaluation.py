@@ -237,6 +237,13 @@ class RankingReport:
             }
         return report
 
+    def unseen_targets(self) -> dict:
+        """Metrics over the targets whose item has no training interaction, and their number:
+        the cold-start case that only content can rank (an ID model's embedding for such an
+        item is still its initialisation). An empty set reports ``n_users`` 0 and zeros."""
+        rows = self.item_counts[self.targets] == 0
+        return {**self.metrics(rows), "n_users": int(rows.sum())}
+
     def over_items(self, item_flags: np.ndarray) -> tuple[int, "OrderedDict[str, float]"]:
         """(number of targets whose item is flagged, metrics over the other targets)."""
         flagged = item_flags[self.targets]

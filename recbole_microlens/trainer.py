@@ -224,6 +224,7 @@ class MLTrainer(Trainer):
         if self.config["popularity_groups"] and split == "test":
             # a report on the final test only: validation selects on the overall metric
             result["by_popularity"] = report.by_popularity(self.config["popularity_groups"])
+            result["unseen_targets"] = report.unseen_targets()
         fallback = self._fallback_items()
         if fallback is not None:
             result["fallback_targets"], result["real_content"] = report.over_items(fallback)

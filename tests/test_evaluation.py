@@ -222,3 +222,17 @@ def test_report_over_items_leaves_flagged_targets_out(prepared):
     assert report.metrics()["hit@3"] == pytest.approx(0.5)
     flagged, real = report.over_items(flags)
     assert flagged == 2 and real["hit@3"] == 1.0
+
+
+def test_unseen_targets_are_those_never_seen_in_training(prepared):
+    trainer, _, _ = prepared
+    collector = RankCollector()
+    # items 1 and 2 are cold (no training interaction): ranks 0 (hit@1) and 4 (no hit@3)
+    collector.add(torch.tensor([0, 4, 0, 9]), torch.tensor([1, 2, 3, 4]))
+    counts = np.array([0, 0, 0, 7, 1, 2])
+    unseen = RankingReport(trainer.config, collector, 6, counts).unseen_targets()
+    assert unseen["n_users"] == 2
+    assert unseen["hit@1"] == pytest.approx(0.5) and unseen["hit@3"] == pytest.approx(0.5)
+    assert unseen["ndcg@3"] == pytest.approx(0.5)
+    none_cold = RankingReport(trainer.config, collector, 6, np.ones(6)).unseen_targets()
+    assert none_cold["n_users"] == 0 and none_cold["hit@3"] == 0.0

@@ -210,6 +210,9 @@ def test_popularity_group_metrics_sum_back_to_the_overall(side_study):
             weighted = sum(g[metric] * g["n_users"] for g in groups.values()) / n_users.sum()
             assert weighted == pytest.approx(result["test"][metric], abs=1e-5)
         assert "by_popularity" not in result["valid"]  # a test report, not a selection signal
+        unseen = result["test"]["unseen_targets"]  # never-seen items are the coldest group's
+        assert 0 <= unseen["n_users"] <= groups["1"]["n_users"]
+        assert "unseen_targets" not in result["valid"]
 
 
 # ------------------------------------------------------------------------ encoder sweep ---
