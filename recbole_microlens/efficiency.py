@@ -259,6 +259,10 @@ def _build_tokens(tower, folder: Path, start: int, dtype: np.dtype, batch_size: 
 
 
 def open_trunk_cache(tower, root: Path, **options):
-    """The unpadded token cache for text encoders over a token store, else the per-item one."""
-    token_store = tower.encoder.token_inputs and tower.inputs.lengths(torch.tensor([0])) is not None
-    return (TokenTrunkCache if token_store else TrunkCache).open_or_build(tower, root, **options)
+    """The unpadded token cache when a text encoder over a token store trains its top blocks;
+    else the per-item one (video, or a frozen encoder, whose cached output is the pooled vector,
+    not tokens)."""
+    encoder = tower.encoder
+    token_store = encoder.token_inputs and tower.inputs.lengths(torch.tensor([0])) is not None
+    tokens_out = token_store and encoder.trainable_block_start < encoder.num_blocks
+    return (TokenTrunkCache if tokens_out else TrunkCache).open_or_build(tower, root, **options)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recbole_microlens.data.text import TitleStore
-from recbole_microlens.efficiency import TokenTrunkCache, token_rows
+from recbole_microlens.efficiency import TokenTrunkCache, TrunkCache, token_rows
 from tests.test_videorec import TINY_TEXT, assert_same, build, loss_and_grads, root  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,6 +79,20 @@ def test_token_trunk_cache_rows_equal_the_live_trunk(root):
     trimmed, trimmed_mask = tower.trunk_cache.lookup(ids, "cpu", trim=True)
     assert trimmed.shape[1] == int(live_mask.sum(1).max()) < live.shape[1]
     assert torch.equal(trimmed, hidden[:, :trimmed.shape[1]])
+
+
+def test_a_frozen_text_encoder_caches_its_pooled_vectors(root):
+    """Frozen: the whole encoder, pool included, is the trunk, so the cache holds one vector per
+    item (a token cache of the pool's output crashed the trunk-cache build)."""
+    _, model, trainer, *_ = build(root, finetune="frozen", trunk_cache=True,
+                                  trunk_cache_dtype="float32", **TINY_TEXT)
+    trainer._prepare_trunk_cache(show_progress=False)
+    tower, ids = model.item_tower, torch.tensor([5, 0, 3, 3])
+    cache = tower.trunk_cache
+    assert isinstance(cache, TrunkCache) and cache.start == tower.encoder.num_blocks
+    with torch.no_grad():
+        live = tower.encoder(tower.inputs(ids, "cpu"))
+    assert torch.allclose(cache.lookup(ids, "cpu"), live, atol=1e-5)
 
 
 def test_token_rows_lists_each_items_tokens_in_order():
