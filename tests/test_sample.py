@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recbole_microlens.data import sample
+from recbole_microlens.data import sample, sample_media, sample_text
 from recbole_microlens.data.sample import ensure_sample_raw, generate_sample_raw
 
 SMALL = dict(n_users=120, n_items=60, seed=7, video_seconds=1.0)
@@ -228,7 +228,7 @@ def test_comments_are_three_tab_fields_on_real_interactions(raw, sequences, mani
 def test_covers_are_16_9_jpegs_whose_colour_tells_the_category(raw):
     categories = [line.split(",")[1]
                   for line in (raw / sample.TAGS_CSV).read_text(encoding="utf-8").splitlines()[1:]]
-    palette = sample.CATEGORY_COLOURS / np.linalg.norm(sample.CATEGORY_COLOURS, axis=1,
+    palette = sample_media.CATEGORY_COLOURS / np.linalg.norm(sample_media.CATEGORY_COLOURS, axis=1,
                                                        keepdims=True)
     correct = 0
     for item, category in enumerate(categories, start=1):
@@ -295,7 +295,7 @@ def test_interrupted_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sample, "_write_comments", fail)
+    monkeypatch.setattr(sample_text, "write_comments", fail)
     with pytest.raises(KeyboardInterrupt):
         generate_sample_raw(tmp_path / "raw", n_users=30, n_items=40, with_media=False)
     assert list(tmp_path.iterdir()) == []
@@ -317,7 +317,7 @@ def test_rejects_too_few_items(tmp_path):
 
 
 def test_falls_back_to_mpeg4_with_a_warning_when_no_h264_encoder(tmp_path, monkeypatch):
-    monkeypatch.setattr(sample, "H264_ENCODERS", ("no-such-encoder",))
+    monkeypatch.setattr(sample_media, "H264_ENCODERS", ("no-such-encoder",))
     with pytest.warns(UserWarning, match="mpeg4"):
         manifest = generate_sample_raw(tmp_path / "raw", n_users=20, n_items=40, video_seconds=0.5)
     assert manifest["media"]["video_codec"] == "mpeg4"
