@@ -11,7 +11,8 @@ import argparse
 
 from recbole_microlens.errors import exit_cleanly
 from recbole_microlens.quick_start import run
-from recbole_microlens.tune import add_tune_arguments, config_overrides, run_tune_from_args
+from recbole_microlens.cli import config_overrides
+from recbole_microlens.tune_cli import add_tune_arguments, run_tune_from_args
 
 
 def main(argv=None):

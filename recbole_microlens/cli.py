@@ -11,7 +11,7 @@ from recbole_microlens.data.convert import convert_dataset
 from recbole_microlens.errors import exit_cleanly
 from recbole_microlens.data.raw import RawFilesError, RawFormatError, detect_raw_files
 from recbole_microlens.inference_cli import add_commands as add_inference_commands
-from recbole_microlens.tune import add_tune_arguments, run_tune_from_args
+from recbole_microlens.tune_cli import add_tune_arguments, run_tune_from_args
 
 # ``--pairs-tsv`` -> RawFiles.pairs_tsv, and so on: explicit files that win over detection.
 FILE_OPTIONS = ("pairs_tsv", "pairs_csv", "titles", "title_en", "likes_views", "tags", "comments",
@@ -260,7 +260,6 @@ def _add_sweep(commands) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from recbole_microlens.studies import run_encoder_sweep
-    from recbole_microlens.tune import config_overrides
 
     try:
         overrides = config_overrides(args.overrides)
@@ -273,6 +272,13 @@ def run_sweep(args: argparse.Namespace) -> int:
                                      rerun=args.rerun)
     print(f"\n{table}\n\n{len(paths)} result files in {args.out}; table: {args.out / 'sweep.md'}")
     return 0
+
+
+def config_overrides(args: list[str]) -> dict:
+    """``--key=value`` (or ``--key value``) arguments as config values: literals, never eval'ed."""
+    from recbole_microlens.config_check import parse_overrides
+
+    return parse_overrides(args)
 
 
 def _add_report(commands) -> None:

@@ -70,7 +70,24 @@ def run_recbole_ml(
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
 
-    result = {
+    marks = {"started": started, "fit": fit_started, "test": test_started, "finished": finished}
+    result = run_result(config, dataset, trainer, (best_valid_score, best_valid_result),
+                        test_result, marks)
+    table = metrics_table({"valid": result["valid"], "test": result["test"]})
+    logger.info("\n" + table)
+    print(f"\n{config['model']} on {config['dataset']}\n{table}\n", flush=True)
+    if config["result_file"] and config["local_rank"] == 0:
+        write_result_file(config["result_file"], result)
+    if not config["single_spec"]:
+        torch.distributed.destroy_process_group()
+    return result
+
+
+def run_result(config, dataset, trainer, best_valid: tuple, test_result, marks: dict) -> dict:
+    """RecBole's ``run_recbole`` keys (from ``best_valid``: score and result) beside ours:
+    metrics, timings, sizes, versions and the resolved config."""
+    best_valid_score, best_valid_result = best_valid
+    return {
         "model": config["model"],
         "dataset": config["dataset"],
         "seed": config["seed"],
@@ -84,16 +101,7 @@ def run_recbole_ml(
         "test": dict(test_result or {}),
         "epochs_run": len(trainer.epoch_seconds),
         "valid_history": trainer.valid_history,
-        "seconds": {
-            "total": finished - started,
-            "prepare": fit_started - started,
-            "fit": test_started - fit_started,
-            "test": finished - test_started,
-            "per_epoch": trainer.epoch_seconds,
-            "mean_epoch": sum(trainer.epoch_seconds) / max(len(trainer.epoch_seconds), 1),
-            "per_validation": trainer.valid_seconds,
-            "trunk_cache": trainer.trunk_cache_seconds,
-        },
+        "seconds": run_seconds(trainer, marks),
         "encoder_items_per_epoch": trainer.epoch_items_encoded,
         "peak_rss_mb": peak_rss_mb(),
         "n_users": dataset.user_num - 1,
@@ -102,14 +110,21 @@ def run_recbole_ml(
         "versions": package_versions(),
         "config": jsonable_config(config),
     }
-    table = metrics_table({"valid": result["valid"], "test": result["test"]})
-    logger.info("\n" + table)
-    print(f"\n{config['model']} on {config['dataset']}\n{table}\n", flush=True)
-    if config["result_file"] and config["local_rank"] == 0:
-        write_result_file(config["result_file"], result)
-    if not config["single_spec"]:
-        torch.distributed.destroy_process_group()
-    return result
+
+
+def run_seconds(trainer, marks: dict) -> dict:
+    """Where the run's time went, from the ``perf_counter`` marks of its phases and the trainer's
+    own per-epoch, per-validation and trunk-cache timings."""
+    return {
+        "total": marks["finished"] - marks["started"],
+        "prepare": marks["fit"] - marks["started"],
+        "fit": marks["test"] - marks["fit"],
+        "test": marks["finished"] - marks["test"],
+        "per_epoch": trainer.epoch_seconds,
+        "mean_epoch": sum(trainer.epoch_seconds) / max(len(trainer.epoch_seconds), 1),
+        "per_validation": trainer.valid_seconds,
+        "trunk_cache": trainer.trunk_cache_seconds,
+    }
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True) -> dict:

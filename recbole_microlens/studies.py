@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recbole_microlens.encoders import ENCODERS, FINETUNE_MODES
-from recbole_microlens.report import encoder_table, load_summaries, side_feature_label, write_text
+from recbole_microlens.io import write_text
+from recbole_microlens.report import encoder_table, load_summaries, side_feature_label
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import torch
 from recbole_microlens.checkpoint import load_data_and_model
 from recbole_microlens.cli import main
 from recbole_microlens.data.dataset_folder import seal
-from recbole_microlens.data.media import FrameSpec, decode_clip
+from recbole_microlens.data.decode import FrameSpec, decode_clip
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.inference import InferenceError, embed_new_items, item_vectors, recommend
 from recbole_microlens.quick_start import run_recbole_ml

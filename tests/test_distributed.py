@@ -2,6 +2,7 @@
 import socket
 
 import pytest
+import torch
 
 from recbole_microlens.config import MLConfig
 from recbole_microlens.data.prepare import ensure_atomic_files
@@ -50,3 +51,43 @@ def test_gathered_ranking_equals_single_process_ranking(ddp_result):
     checkpoint = sorted((root / "saved").glob("SASRec-*.pth"))[-1]
     single = trainer.evaluate(test, load_best_model=True, model_file=str(checkpoint))
     assert single == pytest.approx(result["test"], abs=1e-6)
+
+
+def _train_rank(rank: int, options: dict, port: int, out_dir) -> None:
+    """One DDP process, built as ``run_recbole_ml`` builds it (each rank seeds its own initial
+    weights): train, then save the rank's initial and final parameters."""
+    from recbole.utils import init_seed
+
+    from recbole_microlens.data.dataset import create_dataset
+    from recbole_microlens.data.loaders import data_preparation
+    from recbole_microlens.model import get_model
+
+    config = MLConfig("SASRec", "microlens-sample", None, {
+        **options, "local_rank": rank, "world_size": 2, "nproc": 2, "ip": "127.0.0.1",
+        "port": str(port), "offset": 0})
+    init_seed(config["seed"], config["reproducibility"])
+    train, _, _ = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"] + rank, config["reproducibility"])
+    model = get_model("SASRec")(config, train._dataset)
+    initial = {name: value.clone() for name, value in model.state_dict().items()}
+    MLTrainer(config, model).fit(train, None, saved=False)
+    torch.save({"initial": initial, "final": model.state_dict(),
+                "steps": len(train) * config["epochs"]}, out_dir / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_parameters_stay_equal_across_processes_after_optimizer_steps(ddp_result, tmp_path):
+    """Each rank starts from its own weights and trains on its own shard; DDP's broadcast and
+    gradient all-reduce must leave both with the very same parameters after every step."""
+    _, options, _ = ddp_result
+    options = {key: value for key, value in options.items() if key != "result_file"}
+    options.update(epochs=2, train_batch_size=64)
+    torch.multiprocessing.spawn(_train_rank, args=(options, free_port(), tmp_path), nprocs=2,
+                                join=True)
+    first, second = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    names = list(first["final"])
+    assert first["steps"] == second["steps"] >= 10  # several optimizer steps on each rank
+    assert any(not torch.equal(first["initial"][n], second["initial"][n]) for n in names)
+    assert any(not torch.equal(first["final"][n], first["initial"][n]) for n in names)  # trained
+    unequal = [n for n in names if not torch.equal(first["final"][n], second["final"][n])]
+    assert unequal == []

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from recbole_microlens.data.decode import FALLBACK, FrameRowDecoder, decode_clip, select_frame_indices
 from recbole_microlens.data.media import (
-    FrameRowDecoder, FrameSpec, MediaStore, _build_store, build_cover_store, build_frame_store,
-    decode_clip, prepare_media, read_item_tokens, select_frame_indices,
+    FrameSpec, MediaStore, build_cover_store, build_frame_store, prepare_media, read_item_tokens,
 )
+from recbole_microlens.data.store_build import build_row_store
 from recbole_microlens.data.sample import generate_sample_raw
 
 SPEC = FrameSpec(num_frames=5, interval=2, size=48)
@@ -268,8 +269,9 @@ class DyingDecoder:
 def test_a_killed_worker_loses_nothing_that_was_recorded(sample, serial, tmp_path):
     inner = FrameRowDecoder(sample["videos"], SPEC, sample["covers"])
     with pytest.raises(BrokenProcessPool):
-        _build_store(SPEC, DyingDecoder(inner, "30"), sample["tokens"], tmp_path, workers=2,
-                     progress=False, max_items=None, checkpoint_every=1, sources={})
+        build_row_store(SPEC, DyingDecoder(inner, "30"), sample["tokens"], tmp_path, workers=2,
+                        progress=False, max_items=None, checkpoint_every=1, sources={},
+                        fallback=FALLBACK)
     folder = tmp_path / SPEC.dirname
     recorded = int((np.load(folder / "status.npy")[1:] != 0).sum())
     assert 0 < recorded < N_ITEMS and not (folder / "meta.json").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recbole_microlens.data import raw
+from recbole_microlens.data import raw, raw_lines
 from recbole_microlens.data.raw import RawFilesError, RawFormatError, detect_raw_files
 
 
@@ -102,7 +102,7 @@ def test_pairs_tsv_small_chunks_give_the_same_result(write_raw, monkeypatch):
              for u in range(1, 300)]
     path = write_raw("p_pairs.tsv", lines + ["300\t1 oops"])
     expected, _ = raw.read_pairs_tsv(path, skip_bad=True)
-    monkeypatch.setattr(raw, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(raw_lines, "CHUNK_BYTES", 64)  # the line reader's chunk size
     chunked, counts = raw.read_pairs_tsv(path, skip_bad=True)
     for field in ("user", "item", "timestamp"):
         assert np.array_equal(getattr(chunked, field), getattr(expected, field))
@@ -139,7 +139,7 @@ def test_pairs_csv_small_chunks_give_the_same_result(write_raw, monkeypatch):
     lines = ["user,item,timestamp"] + [f"{u % 7},{u},{1000 + u}" for u in range(200)] + ["3,x,5"]
     path = write_raw("p_pairs.csv", lines)
     expected, _ = raw.read_pairs_csv(path, skip_bad=True)
-    monkeypatch.setattr(raw, "CHUNK_BYTES", 16)
+    monkeypatch.setattr(raw_lines, "CHUNK_BYTES", 16)
     chunked, counts = raw.read_pairs_csv(path, skip_bad=True)
     assert len(chunked) == 200 and counts["malformed_line"] == 1
     for field in ("user", "item", "timestamp"):

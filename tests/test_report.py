@@ -135,16 +135,16 @@ def test_report_command(result_dir, tmp_path, capsys):
 @pytest.fixture
 def figures(monkeypatch):
     """The matplotlib figures the report draws, by file name."""
-    from recbole_microlens import report
+    from recbole_microlens.report import plots
 
     drawn = {}
-    original = report._save
+    original = plots._save
 
     def save(figure, path):
         drawn[path.name] = figure
         return original(figure, path)
 
-    monkeypatch.setattr(report, "_save", save)
+    monkeypatch.setattr(plots, "_save", save)
     return drawn
 
 

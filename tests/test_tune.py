@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from recbole_microlens.config import MLConfig
+from recbole_microlens.cli import config_overrides
 from recbole_microlens.tune import (
-    config_overrides,
     load_tune_spec,
     model_settings,
     pin_trial_to,

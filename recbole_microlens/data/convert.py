@@ -22,7 +22,7 @@ import pandas as pd
 
 from recbole_microlens import __version__
 from recbole_microlens.data import raw
-from recbole_microlens.data.raw import Interactions, RawFiles
+from recbole_microlens.data.raw import RawFiles, RawInteractions
 from recbole_microlens.data.dataset_folder import building, check_dataset_name, seal
 from recbole_microlens.io import atomic_open, sha256_file
 
@@ -80,26 +80,41 @@ def convert_dataset(
             write_titles(folder / f"{dataset}.titles.csv", items, features["title"])
         if raw_files.users:
             write_users(folder / f"{dataset}.user", kept, raw_files.users, skip_bad, row_counts)
-        meta = seal(folder, dataset, {
-            "dataset": dataset,
-            "converter": f"recbole_microlens {__version__}",
-            "options": options,
-            "protocol": {"min_user_inter": min_user_inter, "keep_last": keep_last, **PROTOCOL_NOTES},
-            "inputs": _describe_inputs(raw_files),
-            "interactions_from": "pairs_csv" if raw_files.pairs_csv else "pairs_tsv",
-            "timestamp": timestamp_unit(raw_files, row_counts),
-            "pairs_cross_check": cross_check,
-            "warm": warm_report,
-            "statistics": {"raw": interaction_statistics(inter),
-                           "protocol": protocol_statistics(kept, train)},
-            "pop_bins": {"num_bins": num_pop_bins, "unseen_in_training_bin": num_pop_bins,
-                         "items_per_bin": np.bincount(pop_bin, minlength=num_pop_bins + 1).tolist()},
-            "item_features": feature_sources(raw_files),
-            "metadata_coverage": metadata_coverage(raw_features, items),
-            "row_counts": {name: {reason: n for reason, n in sorted(counts.items()) if n}
-                           for name, counts in row_counts.items()},
-        })
+        meta = seal(folder, dataset, conversion_meta(
+            dataset, options, raw_files, row_counts, inter=inter, kept=kept, train=train,
+            pop_bin=pop_bin, cross_check=cross_check, warm_report=warm_report,
+            raw_features=raw_features, items=items))
     return meta
+
+
+def conversion_meta(dataset: str, options: dict, raw_files: RawFiles,
+                    row_counts: dict[str, Counter], *, inter: RawInteractions,
+                    kept: RawInteractions, train: np.ndarray, pop_bin: np.ndarray,
+                    cross_check: dict | None, warm_report: dict | None,
+                    raw_features, items: np.ndarray) -> dict:
+    """What ``<dataset>.meta.json`` says: inputs, protocol, statistics before and after it,
+    popularity bins, metadata coverage, and every skipped or repaired row by reason."""
+    num_pop_bins = options["num_pop_bins"]
+    return {
+        "dataset": dataset,
+        "converter": f"recbole_microlens {__version__}",
+        "options": options,
+        "protocol": {"min_user_inter": options["min_user_inter"],
+                     "keep_last": options["keep_last"], **PROTOCOL_NOTES},
+        "inputs": _describe_inputs(raw_files),
+        "interactions_from": "pairs_csv" if raw_files.pairs_csv else "pairs_tsv",
+        "timestamp": timestamp_unit(raw_files, row_counts),
+        "pairs_cross_check": cross_check,
+        "warm": warm_report,
+        "statistics": {"raw": interaction_statistics(inter),
+                       "protocol": protocol_statistics(kept, train)},
+        "pop_bins": {"num_bins": num_pop_bins, "unseen_in_training_bin": num_pop_bins,
+                     "items_per_bin": np.bincount(pop_bin, minlength=num_pop_bins + 1).tolist()},
+        "item_features": feature_sources(raw_files),
+        "metadata_coverage": metadata_coverage(raw_features, items),
+        "row_counts": {name: {reason: n for reason, n in sorted(counts.items()) if n}
+                       for name, counts in row_counts.items()},
+    }
 
 
 # --------------------------------------------------------------------------- interactions
@@ -115,7 +130,7 @@ def timestamp_unit(raw_files: RawFiles, row_counts: dict[str, Counter]) -> str:
 
 
 def load_interactions(raw_files: RawFiles, skip_bad: bool,
-                      row_counts: dict[str, Counter]) -> tuple[Interactions, dict | None]:
+                      row_counts: dict[str, Counter]) -> tuple[RawInteractions, dict | None]:
     """The csv (real timestamps) wins over the tsv; with both, the tsv is a cross-check."""
     tsv = csv_ = None
     if raw_files.pairs_tsv:
@@ -134,12 +149,12 @@ def load_interactions(raw_files: RawFiles, skip_bad: bool,
     return csv_, report
 
 
-def chronological(inter: Interactions) -> Interactions:
+def chronological(inter: RawInteractions) -> RawInteractions:
     """Grouped by user (ascending), each user's items by time; equal times keep file order."""
     return inter.take(np.lexsort((inter.timestamp, inter.user)))
 
 
-def cross_check_pairs(tsv: Interactions, csv_: Interactions) -> dict:
+def cross_check_pairs(tsv: RawInteractions, csv_: RawInteractions) -> dict:
     """Compare the user sets and each user's item order of the two pairs files."""
     tsv, csv_ = chronological(tsv), chronological(csv_)
     tsv_users, tsv_len = np.unique(tsv.user, return_counts=True)
@@ -173,7 +188,7 @@ def cross_check_pairs(tsv: Interactions, csv_: Interactions) -> dict:
 # --------------------------------------------------------------------------- protocol
 
 
-def apply_protocol(inter: Interactions, min_user_inter: int, keep_last: int) -> Interactions:
+def apply_protocol(inter: RawInteractions, min_user_inter: int, keep_last: int) -> RawInteractions:
     """Drop users with fewer than ``min_user_inter`` interactions; keep each user's last
     ``keep_last``.
 
@@ -185,8 +200,8 @@ def apply_protocol(inter: Interactions, min_user_inter: int, keep_last: int) -> 
     return inter.take(order[kept_rows])
 
 
-def apply_warm_protocol(inter: Interactions, warm: int, min_user_inter: int,
-                        keep_last: int) -> tuple[Interactions, dict]:
+def apply_warm_protocol(inter: RawInteractions, warm: int, min_user_inter: int,
+                        keep_last: int) -> tuple[RawInteractions, dict]:
     """Warm-``warm``, then the protocol; returns the kept rows and what the warm filter did.
 
     One pass: the protocol may leave some items under ``warm`` (counted in the report). Repeating
@@ -210,7 +225,7 @@ def _items_below(items: np.ndarray, min_count: int) -> np.ndarray:
     return values[counts < min_count]
 
 
-def training_mask(inter: Interactions) -> np.ndarray:
+def training_mask(inter: RawInteractions) -> np.ndarray:
     """Rows of the training part under leave-one-out: each user's items except the last two.
 
     ``inter`` must be grouped by user in time order, as :func:`apply_protocol` returns it.
@@ -238,7 +253,7 @@ def popularity_bins(train_items: np.ndarray, items: np.ndarray, num_bins: int) -
     return bins
 
 
-def interaction_statistics(inter: Interactions) -> dict:
+def interaction_statistics(inter: RawInteractions) -> dict:
     """Users, items, interactions and the sequence length distribution."""
     _, lengths = np.unique(inter.user, return_counts=True)
     return {
@@ -250,7 +265,7 @@ def interaction_statistics(inter: Interactions) -> dict:
     }
 
 
-def protocol_statistics(kept: Interactions, train: np.ndarray) -> dict:
+def protocol_statistics(kept: RawInteractions, train: np.ndarray) -> dict:
     """:func:`interaction_statistics` plus the size of the training part."""
     return {**interaction_statistics(kept), "training_interactions": int(train.sum()),
             "training_items": int(np.unique(kept.item[train]).size)}
@@ -326,7 +341,7 @@ def tag_tokens(tags) -> str:
 # --------------------------------------------------------------------------- writers
 
 
-def write_inter(path: Path, inter: Interactions) -> Path:
+def write_inter(path: Path, inter: RawInteractions) -> Path:
     """Rows formatted a million at a time: no Python object per interaction outlives its batch."""
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("user_id:token\titem_id:token\ttimestamp:float\n")
@@ -362,7 +377,7 @@ def write_titles(path: Path, items: np.ndarray, titles: pd.Series) -> Path:
     return path
 
 
-def write_users(path: Path, inter: Interactions, users_file: Path, skip_bad: bool,
+def write_users(path: Path, inter: RawInteractions, users_file: Path, skip_bad: bool,
                 row_counts: dict[str, Counter]) -> Path:
     """One row per user of ``inter``; a gender the users file lacks stays empty (RecBole reads it
     as padding). Every user must be listed: RecBole drops the interactions of unlisted users."""

@@ -9,20 +9,18 @@ popularity on it.
 """
 from __future__ import annotations
 
-import csv
 import inspect
 import json
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
-from PIL import Image
 
+from recbole_microlens.data import sample_text
+from recbole_microlens.data.sample_media import COVERS_DIR, VIDEOS_DIR, write_media
 from recbole_microlens.io import atomic_open, write_json_atomic
 
 PREFIX = "MicroLens-sample"
@@ -34,18 +32,11 @@ TAGS_CSV = "tags_to_summary.csv"
 COMMENTS = f"{PREFIX}_comment_en.txt"
 MANIFEST = "sample_manifest.json"
 MARKER = "SAMPLE_OK"
-COVERS_DIR = "covers"
-VIDEOS_DIR = "videos"
 GENERATOR_VERSION = 1
 
 # --- the simulated world -------------------------------------------------------------------
 CATEGORIES = ("food", "gaming", "anime", "pets", "sports", "music", "beauty", "travel")
 CATEGORY_SHARES = np.array([0.18, 0.16, 0.14, 0.12, 0.12, 0.10, 0.10, 0.08])
-CATEGORY_COLOURS = np.array(
-    [[230, 120, 40], [60, 200, 90], [235, 90, 180], [170, 120, 70],
-     [40, 110, 230], [150, 60, 220], [240, 200, 60], [40, 200, 210]],
-    dtype=np.float64,
-)
 ZIPF_EXPONENT = 1.1
 FOLLOWERS_PER_ITEM = 3
 FOLLOW_PROB = 0.45  # next item is one of the previous item's followers
@@ -54,8 +45,6 @@ SUCCESSOR_PROB = 0.6  # otherwise: the previous category's successor (rest: any 
 MIN_SESSION, MAX_SESSION = 5, 20
 SESSION_GEOMETRIC_P = 0.22
 SHORT_USER_SHARE = 0.03  # users below the protocol's 5-interaction cut
-EMPTY_TITLE_SHARE = 0.03
-COMMENT_SHARE = 0.1  # comments per interaction
 START_MS = 1_651_363_200_000  # 2022-05-01 UTC
 USER_START_SPREAD_MS = 30 * 24 * 3600 * 1000
 MIN_GAP_MS = 3_000
@@ -63,47 +52,9 @@ SHORT_GAP_MEAN_MS = 15 * 60 * 1000
 LONG_GAP_MEAN_MS = 24 * 3600 * 1000
 LONG_GAP_PROB = 0.15
 
-# --- media ---------------------------------------------------------------------------------
-COVER_SIZE = (160, 90)  # width, height: 16:9 like the official 640x360
-VIDEO_SIZE = (128, 72)
-VIDEO_FPS = 12
-VIDEO_LENGTH_RANGE = (0.5, 1.5)  # per-item factor on video_seconds
-H264_ENCODERS = ("libx264", "h264", "libopenh264")
-FALLBACK_ENCODER = "mpeg4"
-
 # One numpy stream per concern, so e.g. with_media never changes the interaction files.
 RNG_STREAMS = {"items": 0, "users": 1, "times": 2, "titles": 3,
                "engagement": 4, "comments": 5, "media": 6}
-
-# --- vocabulary for titles and comments ----------------------------------------------------
-CATEGORY_WORDS = {
-    "food": ("noodles", "dumplings", "hotpot", "street food", "spicy duck", "bread", "cake"),
-    "gaming": ("boss fight", "speedrun", "ranked match", "new patch", "combo", "noob team"),
-    "anime": ("episode", "cosplay", "fan art", "opening song", "villain", "manga panel"),
-    "pets": ("kitten", "puppy", "hamster", "parrot", "lazy cat", "golden retriever"),
-    "sports": ("dunk", "penalty kick", "marathon", "workout", "skateboard trick", "match point"),
-    "music": ("guitar cover", "live show", "drum solo", "karaoke", "piano", "new single"),
-    "beauty": ("makeup", "skincare", "hairstyle", "outfit", "nail art", "lipstick"),
-    "travel": ("mountain", "old town", "night market", "beach", "road trip", "café"),
-}
-CATEGORY_HASHTAGS = {
-    "food": ("food", "homemade food", "foodie"),
-    "gaming": ("game", "gamer", "game stars plan"),
-    "anime": ("anime", "cartoon", "cartoon commentary"),
-    "pets": ("pets", "cute pets", "meow"),
-    "sports": ("sports", "fitness", "NBA"),
-    "music": ("music", "cover song", "live"),
-    "beauty": ("beauty", "makeup tutorial", "OOTD"),
-    "travel": ("travel", "vlog", "wanderlust"),
-}
-ADJECTIVES = ("amazing", "super hot", "crazy", "tiny", "the best", "unbelievable", "funny",
-              "real", "naïve", "epic")
-CLAUSES = ("you won't believe the ending", "part 2", "brothers look at this", "really fun",
-           "watch till the end", "don't try this at home", "I did it again", "so satisfying")
-EXTRAS = ("😂", "— full version", "¡wow!", "100%", "rest assured")
-COMMENT_REACTIONS = ("so cute", "first!", "I laughed so hard, again", 'this is "art"',
-                     "where is this?", "more please", "same here", "legend", "not bad, not bad",
-                     "who is watching in 2022")
 
 
 @dataclass(frozen=True)
@@ -117,7 +68,7 @@ class ItemWorld:
 
 
 @dataclass(frozen=True)
-class Interactions:
+class UserSequences:
     """Per-user chronological item ids (1-based) and their millisecond timestamps."""
 
     sequences: list[np.ndarray]
@@ -132,20 +83,6 @@ class Interactions:
         users = np.repeat(np.arange(1, len(self.sequences) + 1),
                           [len(sequence) for sequence in self.sequences])
         return users, np.concatenate(self.sequences), np.concatenate(self.timestamps)
-
-
-@dataclass(frozen=True)
-class ItemLook:
-    """How one item's cover and video look: category colour plus item-specific pattern."""
-
-    base_colour: np.ndarray  # (3,) category colour with a small item jitter
-    accent_colour: np.ndarray  # (3,)
-    stripe_angle: float
-    stripe_frequency: float
-    stripe_phase: float
-    disc_radius: float
-    disc_start: np.ndarray  # (2,) x, y in [0, 1]
-    disc_velocity: np.ndarray  # (2,) per second; direction set by the category
 
 
 # ============================================================================ public API ===
@@ -222,12 +159,15 @@ def _write_sample(out_dir: Path, params: dict) -> dict:
     interactions = _simulate_interactions(params["n_users"], world, seed)
     item_counts = _item_counts(interactions, n_items)
 
-    _write_pairs_tsv(out_dir / PAIRS_TSV, interactions)
-    _write_pairs_csv(out_dir / PAIRS_CSV, interactions)
-    _write_titles(out_dir / TITLES_CSV, world, _rng(seed, "titles"))
-    _write_likes_and_views(out_dir / LIKES_AND_VIEWS, item_counts, _rng(seed, "engagement"))
-    _write_tags(out_dir / TAGS_CSV, world)
-    n_comments = _write_comments(out_dir / COMMENTS, interactions, world, _rng(seed, "comments"))
+    item_categories = [CATEGORIES[category] for category in world.category]
+    sample_text.write_pairs_tsv(out_dir / PAIRS_TSV, interactions)
+    sample_text.write_pairs_csv(out_dir / PAIRS_CSV, interactions)
+    sample_text.write_titles(out_dir / TITLES_CSV, item_categories, _rng(seed, "titles"))
+    sample_text.write_likes_and_views(out_dir / LIKES_AND_VIEWS, item_counts,
+                                      _rng(seed, "engagement"))
+    sample_text.write_tags(out_dir / TAGS_CSV, item_categories)
+    n_comments = sample_text.write_comments(out_dir / COMMENTS, interactions, item_categories,
+                                            _rng(seed, "comments"))
 
     manifest = {
         "dataset": "microlens-sample",
@@ -245,8 +185,8 @@ def _write_sample(out_dir: Path, params: dict) -> dict:
         "missing_video_item": None,
     }
     if params["with_media"]:
-        media = _write_media(out_dir, world, item_counts, params["video_seconds"],
-                             _rng(seed, "media"))
+        media = write_media(out_dir, world.category, item_counts, params["video_seconds"],
+                            _rng(seed, "media"))
         manifest.update(media=media, truncated_video_item=media["truncated_video_item"],
                         missing_video_item=media["missing_video_item"],
                         files=manifest["files"] + [f"{COVERS_DIR}/", f"{VIDEOS_DIR}/"])
@@ -309,7 +249,7 @@ def _draw_followers(next_category: int, category: np.ndarray, popularity: np.nda
     return rng.choice(candidates, size=size, replace=False, p=weights / weights.sum())
 
 
-def _simulate_interactions(n_users: int, world: ItemWorld, seed: int) -> Interactions:
+def _simulate_interactions(n_users: int, world: ItemWorld, seed: int) -> UserSequences:
     user_rng = _rng(seed, "users")
     lengths = _session_lengths(n_users, user_rng)
     preferred = user_rng.choice(len(CATEGORIES), size=n_users, p=CATEGORY_SHARES)
@@ -317,7 +257,7 @@ def _simulate_interactions(n_users: int, world: ItemWorld, seed: int) -> Interac
         _simulate_session(int(length), int(pref), world, user_rng) + 1  # 1-based ids
         for length, pref in zip(lengths, preferred)
     ]
-    return Interactions(sequences, _timestamps(lengths, _rng(seed, "times")))
+    return UserSequences(sequences, _timestamps(lengths, _rng(seed, "times")))
 
 
 def _session_lengths(n_users: int, rng: np.random.Generator) -> np.ndarray:
@@ -384,199 +324,6 @@ def _timestamps(lengths: np.ndarray, rng: np.random.Generator) -> list[np.ndarra
     return result
 
 
-def _item_counts(interactions: Interactions, n_items: int) -> np.ndarray:
-    """Interactions per item, indexed by 0-based item."""
+def _item_counts(interactions: UserSequences, n_items: int) -> np.ndarray:
+    """UserSequences per item, indexed by 0-based item."""
     return np.bincount(interactions.flat()[1] - 1, minlength=n_items)
-
-
-# ======================================================================== text files ===
-
-
-def _write_pairs_tsv(path: Path, interactions: Interactions) -> None:
-    """``user<TAB>item item ...`` with CRLF, users in id order, items chronological."""
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        for user, sequence in enumerate(interactions.sequences, start=1):
-            handle.write(f"{user}\t{' '.join(map(str, sequence))}\r\n")
-
-
-def _write_pairs_csv(path: Path, interactions: Interactions) -> None:
-    """``user,item,timestamp`` (ms) in global time order, so users interleave as in a log."""
-    users, items, times = interactions.flat()
-    order = np.lexsort((users, times))  # stable per user: timestamps increase within a user
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write("user,item,timestamp\n")
-        handle.writelines(f"{users[i]},{items[i]},{times[i]}\n" for i in order)
-
-
-def _write_titles(path: Path, world: ItemWorld, rng: np.random.Generator) -> None:
-    """50k style: ``item,title``, RFC-4180 minimal quoting, UTF-8, CRLF; a few empty titles."""
-    n_items = len(world.category)
-    n_empty = max(1, int(round(EMPTY_TITLE_SHARE * n_items)))
-    empty = set(rng.choice(n_items, size=n_empty, replace=False).tolist())
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(["item", "title"])
-        for item in range(n_items):
-            category = CATEGORIES[world.category[item]]
-            title = "" if item in empty else _make_title(category, rng)
-            writer.writerow([item + 1, title])
-
-
-def _make_title(category: str, rng: np.random.Generator) -> str:
-    """Category words plus the quirks of real titles: commas, quotes, ``#tag`` and ``# tag``."""
-    words = CATEGORY_WORDS[category]
-    text = f"{_pick(ADJECTIVES, rng)} {_pick(words, rng)}"
-    if rng.random() < 0.2:
-        text += f' the "{_pick(words, rng)}" challenge'
-    if rng.random() < 0.4:
-        text += f", {_pick(CLAUSES, rng)}"
-    if rng.random() < 0.1:
-        text += f" {_pick(EXTRAS, rng)}"
-    for tag in rng.choice(CATEGORY_HASHTAGS[category], size=rng.integers(1, 3), replace=False):
-        text += f" #{tag}" if rng.random() < 0.5 else f" # {tag}"
-    return text
-
-
-def _write_likes_and_views(path: Path, item_counts: np.ndarray, rng) -> None:
-    """``item<TAB>likes<TAB>views``; views follow sample popularity, likes are a share of views."""
-    noise = rng.lognormal(0.0, 0.6, size=len(item_counts))
-    views = ((item_counts + 1) * 5_000 * noise).astype(np.int64) + rng.integers(0, 1_000,
-                                                                               len(item_counts))
-    likes = rng.binomial(views, rng.beta(2.0, 25.0, size=len(item_counts)))
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.writelines(f"{item}\t{like}\t{view}\n"
-                          for item, (like, view) in enumerate(zip(likes, views), start=1))
-
-
-def _write_tags(path: Path, world: ItemWorld) -> None:
-    """Header ``video_id, tag`` (with the official space), then ``id,category`` per item."""
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write("video_id, tag\n")
-        handle.writelines(f"{item},{CATEGORIES[c]}\n"
-                          for item, c in enumerate(world.category, start=1))
-
-
-def _write_comments(path: Path, interactions: Interactions, world: ItemWorld, rng) -> int:
-    """``userID<TAB>videoID<TAB>comment`` on a share of interactions, in time order."""
-    users, items, times = interactions.flat()
-    n_comments = max(1, int(round(COMMENT_SHARE * len(items))))
-    chosen = rng.choice(len(items), size=n_comments, replace=False)
-    chosen = chosen[np.argsort(times[chosen], kind="stable")]
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        for i in chosen:
-            topic = _pick(CATEGORY_WORDS[CATEGORIES[world.category[items[i] - 1]]], rng)
-            handle.write(f"{users[i]}\t{items[i]}\t{_pick(COMMENT_REACTIONS, rng)} {topic}\n")
-    return n_comments
-
-
-def _pick(options, rng: np.random.Generator):
-    return options[int(rng.integers(len(options)))]
-
-
-# ============================================================================= media ===
-
-
-def _write_media(out_dir: Path, world: ItemWorld, item_counts, video_seconds: float, rng) -> dict:
-    """Covers for every item, videos for all but one; one video deliberately truncated."""
-    n_items = len(world.category)
-    looks = _item_looks(world, rng)
-    lengths = video_seconds * rng.uniform(*VIDEO_LENGTH_RANGE, size=n_items)
-    n_frames = np.maximum(1, np.round(lengths * VIDEO_FPS)).astype(int)
-    truncated, missing = (rng.choice(np.flatnonzero(item_counts > 0), size=2, replace=False) + 1)
-    encoder = _video_encoder_name()
-    (out_dir / COVERS_DIR).mkdir()
-    (out_dir / VIDEOS_DIR).mkdir()
-    for item, look, frames in zip(range(1, n_items + 1), looks, n_frames):
-        _write_cover(out_dir / COVERS_DIR / f"{item}.jpg", look)
-        if item != missing:
-            _write_video(out_dir / VIDEOS_DIR / f"{item}.mp4", look, int(frames), encoder)
-    _truncate_to_half(out_dir / VIDEOS_DIR / f"{truncated}.mp4")
-    return {
-        "cover_size": list(COVER_SIZE),
-        "video_size": list(VIDEO_SIZE),
-        "video_fps": VIDEO_FPS,
-        "video_codec": _codec_name(encoder),
-        "n_covers": n_items,
-        "n_videos": n_items - 1,
-        "video_frames": {str(item): int(n) for item, n in enumerate(n_frames, start=1)
-                         if item != missing},
-        "truncated_video_item": int(truncated),
-        "missing_video_item": int(missing),
-    }
-
-
-def _item_looks(world: ItemWorld, rng: np.random.Generator) -> list[ItemLook]:
-    """Draw every item's look at once; the category sets colour and motion direction."""
-    n = len(world.category)
-    n_categories = len(CATEGORIES)
-    base = np.clip(CATEGORY_COLOURS[world.category] + rng.normal(0, 12, (n, 3)), 0, 255)
-    direction = 2 * np.pi * world.category / n_categories + rng.normal(0, 0.2, n)
-    speed = rng.uniform(0.2, 0.5, n)
-    velocity = np.stack([np.cos(direction), np.sin(direction)], axis=1) * speed[:, None]
-    accent = rng.uniform(0, 255, (n, 3))
-    angle = rng.uniform(0, np.pi, n)
-    frequency = rng.uniform(2, 8, n)
-    phase = rng.uniform(0, 2 * np.pi, n)
-    radius = rng.uniform(0.08, 0.2, n)
-    start = rng.uniform(0, 1, (n, 2))
-    return [ItemLook(base[i], accent[i], angle[i], frequency[i], phase[i], radius[i],
-                     start[i], velocity[i]) for i in range(n)]
-
-
-def _render(look: ItemLook, seconds: np.ndarray, width: int, height: int) -> np.ndarray:
-    """RGB uint8 frames (T, H, W, 3): drifting stripes in the item colour plus a moving disc."""
-    t = seconds[:, None, None]
-    y, x = np.mgrid[0:height, 0:width] / width  # same aspect for every size
-    along = x * np.cos(look.stripe_angle) + y * np.sin(look.stripe_angle)
-    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * look.stripe_frequency * along + look.stripe_phase
-                                 + np.pi * t)
-    frames = look.base_colour * (0.55 + 0.45 * stripes)[..., None]
-    aspect = height / width
-    centre_x = (look.disc_start[0] + look.disc_velocity[0] * t) % 1.0
-    centre_y = ((look.disc_start[1] + look.disc_velocity[1] * t) % 1.0) * aspect
-    disc = (x - centre_x) ** 2 + (y - centre_y) ** 2 < look.disc_radius ** 2
-    frames[disc] = look.accent_colour
-    return np.clip(frames, 0, 255).astype(np.uint8)
-
-
-def _write_cover(path: Path, look: ItemLook) -> None:
-    frame = _render(look, np.array([0.5]), *COVER_SIZE)[0]
-    Image.fromarray(frame).save(path, format="JPEG", quality=90)
-
-
-def _write_video(path: Path, look: ItemLook, n_frames: int, encoder: str) -> None:
-    """A small yuv420p mp4; single-threaded and bitexact so two runs give identical bytes."""
-    frames = _render(look, np.arange(n_frames) / VIDEO_FPS, *VIDEO_SIZE)
-    options = {"preset": "veryfast"} if encoder == "libx264" else {}
-    with av.open(str(path), "w", format="mp4",
-                 options={"movflags": "+faststart", "fflags": "+bitexact"}) as container:
-        stream = container.add_stream(encoder, rate=VIDEO_FPS, options=options)
-        stream.width, stream.height = VIDEO_SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1
-        for index, array in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-
-
-def _video_encoder_name() -> str:
-    """The first H.264 encoder this PyAV build has; mpeg4 (with a warning) only if none."""
-    for name in H264_ENCODERS:
-        try:
-            av.codec.Codec(name, "w")
-        except ValueError:  # unknown, or known only as a decoder
-            continue
-        return name
-    warnings.warn("no H.264 encoder in this PyAV build; sample videos use mpeg4", stacklevel=2)
-    return FALLBACK_ENCODER
-
-
-def _codec_name(encoder: str) -> str:
-    return "h264" if encoder in H264_ENCODERS else encoder
-
-
-def _truncate_to_half(path: Path) -> None:
-    """A partial download: header and index intact (faststart), the second half of data gone."""
-    os.truncate(path, path.stat().st_size // 2)

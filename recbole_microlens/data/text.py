@@ -33,7 +33,7 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from recbole_microlens.data.media import PAD_TOKEN, IndexedStore, read_item_tokens, store_lock
+from recbole_microlens.data.store import PAD_TOKEN, IndexedStore, read_item_tokens, store_lock
 from recbole_microlens.io import atomic_open, read_json, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
