@@ -8,7 +8,6 @@ table of precomputed vectors (``use_table``) that answers instead of the tower's
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import torch
 from recbole.utils import FeatureType
@@ -259,28 +258,14 @@ def _build_id_tower(config, dataset, dim):
 
 
 def _build_encoder_tower(config, dataset, dim):
-    from recbole_microlens.data.item_inputs import build_item_inputs
-    from recbole_microlens.encoders import ENCODERS, build_encoder
-    from recbole_microlens.encoders.registry import TRUNK_MODES, InputSpec
+    from recbole_microlens.data.item_inputs import ItemSource
+    from recbole_microlens.encoder_factory import EncoderChoice, build_encoder_inputs, build_item_encoder
+    from recbole_microlens.encoders.base import TRUNK_MODES
 
-    name = config["item_encoder"]
-    if name not in ENCODERS:
-        raise ValueError(f"item_encoder {name!r} is unknown; choose one of {sorted(ENCODERS)}")
-    spec = ENCODERS[name]
-    modality = config["item_modality"] or spec.modality
-    if modality != spec.modality:
-        raise ValueError(f"item_encoder {name} encodes {spec.modality}, not item_modality {modality}")
-    overrides = dict(config["encoder_overrides"] or {})
-    if config["frame_num"]:
-        overrides["frames"] = config["frame_num"]
-    input_fields = {field.name for field in dataclasses.fields(InputSpec)}
-    input_spec = dataclasses.replace(spec.input, **{k: v for k, v in overrides.items() if k in input_fields})
-    inputs = build_item_inputs(config, dataset, modality, input_spec)
-    if modality == "text" and inputs.vocab_size and not config["encoder_checkpoint"]:
-        overrides.setdefault("vocab_size", inputs.vocab_size)
-    if modality == "text":
-        overrides.setdefault("attn_implementation", "eager" if config["fused_attention"] is False else "sdpa")
-    encoder = build_encoder(name, checkpoint=config["encoder_checkpoint"], overrides=overrides)
+    choice = EncoderChoice.from_config(config)
+    item_tokens = list(dataset.field2id_token[dataset.iid_field])
+    inputs = build_encoder_inputs(choice, item_tokens, ItemSource.from_config(config))
+    encoder = build_item_encoder(choice, inputs)
     top_blocks = config["finetune_top_blocks"]
     encoder.set_finetune(config["finetune"] or "top", 1 if top_blocks is None else top_blocks,
                          trunk_mode=choose(config, "frozen_trunk_mode", TRUNK_MODES, "eval"))
@@ -291,7 +276,7 @@ def _build_encoder_tower(config, dataset, dim):
 
 
 def _build_id_features_tower(config, dataset, dim):
-    from recbole_microlens.features import dataset_item_features
+    from recbole_microlens.data.item_features import dataset_item_features
 
     return FrozenFeatureItemTower(dataset.item_num, dim, dataset_item_features(config, dataset),
                                   fusion=config["fusion"] or "sum")
