@@ -77,7 +77,7 @@ def test_trunk_cache_float32_is_exact_float16_is_close(root):
         trainer._prepare_trunk_cache(show_progress=False)
         cached = loss_and_grads(trainer, model, batch)
         assert_same(plain, cached, atol=atol)
-        model.item_tower.trunk_cache = None
+        model.item_tower.runtime.trunk_cache = None
     trunk = model.item_tower.encoder.trainable_block_start
     assert 0 < trunk < model.item_tower.encoder.num_blocks
 
@@ -91,7 +91,7 @@ def test_trunk_cache_keeps_the_live_memory_layout(root):
     with torch.no_grad():
         live = tower.encoder.run_blocks(tower.inputs(ids, "cpu"), 0, tower.encoder.trainable_block_start)
     trainer._prepare_trunk_cache(show_progress=False)
-    cached = tower.trunk_cache.lookup(ids, "cpu")
+    cached = tower.runtime.trunk_cache.lookup(ids, "cpu")
     assert live.is_contiguous(memory_format=torch.channels_last_3d) and not live.is_contiguous()
     assert cached.stride() == live.stride()
     assert torch.allclose(cached, live, atol=1e-2)
@@ -141,7 +141,7 @@ def test_bf16_autocast_and_checkpointing_keep_the_loss(root):
     model.eval()
     batch = next(iter(train))
     reference = loss_and_grads(trainer, model, batch)
-    model.item_tower.checkpoint_blocks = True
+    model.item_tower.runtime.checkpoint_blocks = True
     model.train()
     model.eval()
     assert_same(reference, loss_and_grads(trainer, model, batch), atol=1e-5)
