@@ -17,7 +17,7 @@ def plain_and(trainer, model, batch, **switches):
     tower.runtime.length_grouping, tower.runtime.trunk_cache = False, None
     plain = loss_and_grads(trainer, model, batch)
     for name, value in switches.items():
-        setattr(tower, name, value)
+        setattr(tower.runtime, name, value)
     return plain, loss_and_grads(trainer, model, batch)
 
 

@@ -91,7 +91,7 @@ class IDItemTower(ItemTower):
         return F.pad(self.embedding.weight[1:], (0, 0, 1, 0))
 
 
-@dataclass
+@dataclass(slots=True)  # a misspelt switch is an error, not a new attribute
 class TowerRuntime:
     """How the trainer runs an encoder tower, injected as one object (``tower.runtime``): models
     never set it. ``trunk_cache`` replaces the frozen trunk ``blocks[:k]`` by its cached per-item
