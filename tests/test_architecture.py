@@ -97,3 +97,15 @@ def test_models_never_import_feature_extraction():
     offenders = {name for name in models
                  if "recbole_microlens.features" in imported_modules(name, everywhere=True)}
     assert offenders == set()
+
+
+def test_general_models_that_recbole_calls_sequential_are_explained():
+    from recbole.utils import ModelType
+
+    from recbole_microlens.model import general_recommender
+
+    sequential = {name for name in general_recommender.__all__
+                  if getattr(general_recommender, name).type == ModelType.SEQUENTIAL}
+    assert sequential == {"YouTubeID", "YouTubeIDV", "NFM", "DeepFM"}
+    explanation = general_recommender.__doc__.split("Sequential by RecBole's type")[1]
+    assert all(name in explanation for name in sequential)
