@@ -161,7 +161,7 @@ def measure_encoder(args, work, encoder_name, train, warmup, batches, id_step) -
         for path, (unique, cached) in PATHS.items():
             row = {"encoder": encoder_name, "path": path, "bf16": bf16,
                    "passes_per_epoch": passes_per_epoch(train, unique)}
-            trainer.unique_items, trainer.bf16, tower.trunk_cache = unique, bf16, None
+            trainer.unique_items, trainer.bf16, tower.runtime.trunk_cache = unique, bf16, None
             try:
                 if cached:
                     reason = cache_fits(tower, Path(config["checkpoint_dir"]), tower.n_items)
@@ -172,7 +172,7 @@ def measure_encoder(args, work, encoder_name, train, warmup, batches, id_step) -
                     trainer._prepare_trunk_cache(show_progress=False)
                     synchronize(device)
                     row["cache_build_s"] = time.perf_counter() - started
-                    row["cache_bytes_per_item"] = tower.trunk_cache.bytes_per_item
+                    row["cache_bytes_per_item"] = tower.runtime.trunk_cache.bytes_per_item
                 reset_peak(device)
                 step = step_seconds(trainer, warmup, batches)
                 row.update(epoch_s=step * len(train), x_id=step / id_step, peak_mb=peak_memory_mb(device))

@@ -58,7 +58,7 @@ def step_stats(tower, batch, item_fields) -> dict:
     ids = ids[ids > 0]
     lengths = tower.inputs.lengths(ids)
     order = torch.sort(lengths).values.tensor_split(max(1, -(-len(ids) // tower.chunk_size)))
-    width = tower.trunk_cache.width
+    width = tower.runtime.trunk_cache.width
     return {"occurrences": int(sum((batch[f] > 0).sum() for f in item_fields if f in batch)),
             "distinct_items": len(ids), "real_tokens": int(lengths.sum()),
             "tokens_padded_to_64": len(ids) * width,
@@ -70,7 +70,7 @@ def profile_steps(trainer, batches) -> dict:
     model, tower = trainer.model, trainer.tower
     model.train()
     times = {"cache read": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
-    lookup = tower.trunk_cache.lookup
+    lookup = tower.runtime.trunk_cache.lookup
 
     def timed_lookup(*a, **k):
         started = time.perf_counter()
@@ -78,7 +78,7 @@ def profile_steps(trainer, batches) -> dict:
         times["cache read"] += time.perf_counter() - started
         return out
 
-    tower.trunk_cache.lookup = timed_lookup
+    tower.runtime.trunk_cache.lookup = timed_lookup
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for batch in batches:
             trainer.optimizer.zero_grad()
@@ -91,7 +91,7 @@ def profile_steps(trainer, batches) -> dict:
             started = time.perf_counter()
             trainer.optimizer.step()
             times["optimizer"] += time.perf_counter() - started
-    tower.trunk_cache.lookup = lookup
+    tower.runtime.trunk_cache.lookup = lookup
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
     top = [(e.key, e.self_cpu_time_total / 1e6 / len(batches)) for e in ops]
     return {name: value / len(batches) for name, value in times.items()} | {"top_ops": top}
@@ -122,14 +122,14 @@ def main():
 
     results = {}
     for name, grouping, bf16 in (VARIANTS[v] for v in args.variants):
-        tower.length_grouping, trainer.bf16 = grouping, bf16
+        tower.runtime.length_grouping, trainer.bf16 = grouping, bf16
         trainer._step_loss(warmup).backward()  # warm-up
         results[name] = profile_steps(trainer, batches)
         print(f"\n{name}: top operators (self CPU s per step)")
         print(tabulate(results[name]["top_ops"], headers=["operator", "s"], floatfmt=".3f"))
 
     print(f"\nSASRecV + MiniLM top-1 on MicroLens-50k, batch {args.batch_size}, {len(train)} steps/epoch, "
-          f"{args.steps} profiled steps; trunk cache {tower.trunk_cache.bytes_per_item:.0f} B/item "
+          f"{args.steps} profiled steps; trunk cache {tower.runtime.trunk_cache.bytes_per_item:.0f} B/item "
           f"(open/build {cache_seconds:.1f} s); peak RSS {peak_rss_mb():.0f} MB")
     print(tabulate([[k, v] for k, v in mean_stats.items()], headers=["per step", "mean"], floatfmt=".0f"))
     print("autograd anomaly detection:", torch.is_anomaly_enabled())

@@ -176,7 +176,7 @@ def main():
     print(f"\nSASRecV + {args.encoder} at {args.size}px, 5 frames, dim {args.dim}, batch {args.batch_size}, "
           f"{steps_per_epoch} steps/epoch, step times averaged over {args.steps} steps "
           f"(top-{args.top_blocks}; trunk: blocks[:{model.item_tower.encoder.trainable_block_start}] of "
-          f"{model.item_tower.encoder.num_blocks}; cache {model.item_tower.trunk_cache.bytes_per_item} B/item)")
+          f"{model.item_tower.encoder.num_blocks}; cache {model.item_tower.runtime.trunk_cache.bytes_per_item} B/item)")
     print(tabulate(table, headers=headers, tablefmt="github", floatfmt=".2f"))
     (OUT / "videorec_efficiency.json").write_text(json.dumps({"rows": rows, "id_step": id_step}, indent=2))
 

@@ -2,6 +2,7 @@
 yaml layers on top of RecBole's before config files and the command line."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import yaml
@@ -42,18 +43,30 @@ def register_dataset(name: str, config_file) -> None:
 
 
 def _model_layers(model_class) -> list:
-    """The model's defaults, parents first: ``properties/model/<Name>.yaml`` for each class of
-    its lineage (SASRecV reads SASRec.yaml first), and a class's own ``config_defaults`` dict
-    (how a model defined outside the package declares its keys and their defaults)."""
+    """The model's defaults, parents first: for each class of its lineage, mixins included
+    (SASRecV reads SASRec.yaml, then VideoRec.yaml, then its own), ``properties/model/<Name>.yaml``
+    or, for a class defined outside the package, ``<Name>.yaml`` beside its module; and a class's
+    own ``config_defaults`` dict (keys declared in code)."""
     root = properties_dir()
     layers = []
-    for cls in reversed(model_class.__mro__):
-        if not hasattr(cls, "type"):
-            continue
+    for cls in reversed(model_class.__mro__[:-1]):  # all but ``object``
         layers.append(root / "model" / f"{cls.__name__}.yaml")
+        beside = _yaml_beside(cls)
+        if beside is not None:
+            layers.append(beside)
         if "config_defaults" in vars(cls):
             layers.append(dict(cls.config_defaults))
     return layers
+
+
+def _yaml_beside(cls) -> Path | None:
+    """``<Name>.yaml`` in the folder of the module defining ``cls``, for classes of other packages."""
+    if cls.__module__.split(".")[0] in ("recbole_microlens", "recbole", "torch"):
+        return None
+    try:
+        return Path(inspect.getfile(cls)).with_name(f"{cls.__name__}.yaml")
+    except (TypeError, OSError):  # a class without a source file
+        return None
 
 
 def _yaml_layers(model_class, dataset: str) -> list:

@@ -25,17 +25,20 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from recbole_microlens.data.item_inputs import build_item_inputs
+from recbole_microlens.data.item_features import (  # noqa: F401 (reading, re-exported)
+    dataset_item_features,
+    load_item_features,
+    meta_path,
+)
+from recbole_microlens.data.item_inputs import ItemSource
 from recbole_microlens.data.media import PAD_TOKEN, read_item_tokens
 from recbole_microlens.data.prepare import ensure_atomic_files
-from recbole_microlens.encoders import ENCODERS, InputSpec, build_encoder
+from recbole_microlens.encoder_factory import EncoderChoice, build_encoder_inputs, build_item_encoder
 from recbole_microlens.io import atomic_open, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -57,13 +60,6 @@ class FeatureReport:
     @property
     def complete(self) -> bool:
         return self.rows_done == self.rows
-
-
-class _Settings(dict):
-    """The config keys the data layer reads; a missing key reads as None, as in RecBole's Config."""
-
-    def __missing__(self, key):
-        return None
 
 
 def default_features_path(dataset_dir: str | os.PathLike, encoder: str) -> Path:
@@ -91,61 +87,35 @@ def extract_features(
     extraction. ``limit`` stops after that many batches (an interruption, for tests).
 
     Atomic files are converted from ``raw_dir`` (or the sample generated) when missing, and the
-    media or title store is built on first use. A text encoder's tokenizer defaults to its
-    checkpoint folder; without either, a WordPiece trained on the titles (as the towers do).
+    media or title store is built on first use. Encoder and inputs come from the same factory
+    as a tower's (``encoder_factory``): a pre-trained text checkpoint reads its own tokenizer,
+    an error when it has none unless ``tokenizer_path`` is given; random weights read a
+    WordPiece trained on the titles.
     """
-    if encoder not in ENCODERS:
-        raise ValueError(f"encoder {encoder!r} is unknown; choose one of {list(ENCODERS)}")
+    choice = EncoderChoice(encoder, checkpoint, dict(overrides or {}), tokenizer_path)
     dataset_dir = Path(data_path) / dataset
-    settings = _Settings(dataset=dataset, data_path=str(dataset_dir), show_progress=progress,
-                         raw_data_path=None if raw_dir is None else str(raw_dir),
-                         frame_interval=frame_interval,
-                         tokenizer_path=_tokenizer_path(encoder, checkpoint, tokenizer_path))
-    ensure_atomic_files(settings)
+    ensure_atomic_files({"dataset": dataset, "data_path": str(dataset_dir), "warm": None,
+                         "raw_data_path": None if raw_dir is None else str(raw_dir)})
     tokens = read_item_tokens(dataset_dir)
-    inputs, model = _inputs_and_encoder(settings, encoder, tokens, checkpoint, overrides, device)
+    source = ItemSource(dataset_dir, None if raw_dir is None else Path(raw_dir),
+                        frame_interval=frame_interval, progress=progress)
+    inputs = build_encoder_inputs(choice, [PAD_TOKEN, *tokens], source)
+    model = _frozen_encoder(choice, inputs, device)
 
     path = Path(out) if out is not None else default_features_path(dataset_dir, encoder)
     identity = _identity(dataset, model, checkpoint, inputs.store, tokens, batch_size, device)
     matrix, done = _open_or_resume(path, identity, (len(tokens), model.out_dim))
     computed = _compute_rows(model, inputs, matrix, done, path, batch_size, device, limit, progress)
     if done.all():
-        write_json_atomic(_meta_path(path), {**identity, "complete": True})
+        write_json_atomic(meta_path(path), {**identity, "complete": True})
         _done_path(path).unlink(missing_ok=True)
     return FeatureReport(path, len(tokens), int(done.sum()), computed)
 
 
-def _tokenizer_path(encoder: str, checkpoint, tokenizer_path):
-    """A text encoder reads its checkpoint folder's tokenizer unless another one is given."""
-    if tokenizer_path is None and ENCODERS[encoder].modality == "text" \
-            and checkpoint is not None and Path(checkpoint).is_dir():
-        return checkpoint
-    return tokenizer_path
-
-
-def _inputs_and_encoder(settings, encoder: str, tokens: list[str], checkpoint, overrides,
-                        device: str):
-    """The item inputs (store built on first use) and the frozen encoder they feed."""
-    spec = ENCODERS[encoder]
-    overrides = dict(overrides or {})
-    input_fields = {field.name for field in dataclasses.fields(InputSpec)}
-    input_spec = dataclasses.replace(
-        spec.input, **{key: value for key, value in overrides.items() if key in input_fields})
-    inputs = build_item_inputs(settings, _item_catalog(tokens), spec.modality, input_spec)
-    if spec.modality == "text" and inputs.vocab_size and checkpoint is None:
-        overrides.setdefault("vocab_size", inputs.vocab_size)  # the trained tokenizer's
-    return inputs, _frozen_encoder(encoder, checkpoint, overrides, device)
-
-
-def _item_catalog(tokens: list[str]) -> SimpleNamespace:
-    """The item side of a dataset as the data layer reads it: id 0 is padding, id i+1 row i."""
-    return SimpleNamespace(iid_field="item_id", field2id_token={"item_id": [PAD_TOKEN, *tokens]})
-
-
-def _frozen_encoder(name: str, checkpoint, overrides: dict, device: str):
+def _frozen_encoder(choice: EncoderChoice, inputs, device: str):
     with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's RNG untouched
         torch.manual_seed(SEED)
-        encoder = build_encoder(name, checkpoint=checkpoint, overrides=overrides)
+        encoder = build_item_encoder(choice, inputs)
     return encoder.set_finetune("frozen").eval().to(device)
 
 
@@ -185,10 +155,6 @@ def checkpoint_sha256(checkpoint: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _meta_path(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
 def _done_path(path: Path) -> Path:
     return path.with_suffix(".done.npy")
 
@@ -196,7 +162,7 @@ def _done_path(path: Path) -> Path:
 def _open_or_resume(path: Path, identity: dict,
                     shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The matrix (memory-mapped) and its done mask: kept if the file is this same extraction."""
-    meta_file, done_file = _meta_path(path), _done_path(path)
+    meta_file, done_file = meta_path(path), _done_path(path)
     saved = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None
     same = (saved is not None and path.is_file()
             and all(saved.get(key) == value for key, value in identity.items()))
@@ -244,41 +210,3 @@ def _compute_rows(encoder, inputs, matrix, done: np.ndarray, path: Path, batch_s
         if starts:
             _save_done(matrix, done, _done_path(path))  # also on Ctrl-C: keep what is done
     return computed
-
-
-# ---------------------------------------------------------------------------------- reading ---
-def load_item_features(path: str | os.PathLike, item_tokens: Sequence[str]) -> torch.Tensor:
-    """``[len(item_tokens), dim]`` float32: the feature row of each token, zeros for ``[PAD]``.
-
-    ``item_tokens`` is RecBole's id -> token list, so row k of the result belongs to item id k.
-    """
-    path = Path(path)
-    meta = json.loads(_meta_path(path).read_text(encoding="utf-8"))
-    if not meta["complete"]:
-        raise ValueError(f"{path} is unfinished; rerun `recbole-microlens extract-features` "
-                         "to resume it")
-    row_of = {token: row for row, token in enumerate(meta["row_tokens"])}
-    wanted = [str(token) for token in item_tokens]
-    missing = [token for token in wanted if token != PAD_TOKEN and token not in row_of]
-    if missing:
-        raise KeyError(f"{len(missing)} item tokens have no row in {path}: {missing[:5]}")
-    matrix = np.load(path, mmap_mode="r")
-    features = np.zeros((len(wanted), matrix.shape[1]), dtype=np.float32)
-    present = [k for k, token in enumerate(wanted) if token != PAD_TOKEN]
-    features[present] = matrix[[row_of[wanted[k]] for k in present]]
-    return torch.from_numpy(features)
-
-
-def dataset_item_features(config, dataset) -> torch.Tensor:
-    """The ``features_file`` of this run, indexed by the dataset's internal item ids.
-
-    A relative path that does not exist as given is looked up in the dataset folder, so
-    ``features/minilm.npy`` names the default output of ``extract-features``.
-    """
-    if not config["features_file"]:
-        raise ValueError("this item tower needs features_file: run `recbole-microlens "
-                         "extract-features` and pass the .npy it writes")
-    path = Path(config["features_file"])
-    if not path.is_absolute() and not path.exists():
-        path = Path(config["data_path"]) / path
-    return load_item_features(path, dataset.field2id_token[dataset.iid_field])

@@ -256,12 +256,12 @@ def new_item_inputs(tower, folder: Path, tokens: list[str]):
 @contextlib.contextmanager
 def _reading(tower, inputs):
     """The tower reads ``inputs`` (and no trunk cache, which holds catalogue items only)."""
-    saved = tower.inputs, tower.trunk_cache
-    tower.inputs, tower.trunk_cache = inputs, None
+    saved = tower.inputs, tower.runtime.trunk_cache
+    tower.inputs, tower.runtime.trunk_cache = inputs, None
     try:
         yield
     finally:
-        tower.inputs, tower.trunk_cache = saved
+        tower.inputs, tower.runtime.trunk_cache = saved
 
 
 def embed_new_items(model, dataset, folder: str | os.PathLike) -> NewItems:

@@ -30,6 +30,7 @@ from recbole_microlens.evaluation import (
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
 from recbole_microlens.errors import CheckpointError
 from recbole_microlens.io import atomic_open
+from recbole_microlens.model.layers import TowerRuntime
 from recbole_microlens.model.options import choose
 
 # Which parameters get the encoder's learning rate and weight decay.
@@ -74,8 +75,9 @@ class MLTrainer(Trainer):
         self.unique_items = bool(self.tower is not None and config["unique_item_encoding"] is not False)
         self.bf16 = bool(config["bf16"])
         if self.tower is not None:
-            self.tower.checkpoint_blocks = bool(config["gradient_checkpointing"])
-            self.tower.length_grouping = config["length_grouping"] is not False
+            self.tower.runtime = TowerRuntime(
+                checkpoint_blocks=bool(config["gradient_checkpointing"]),
+                length_grouping=config["length_grouping"] is not False)
 
     @staticmethod
     def _rank0_value(value):
@@ -133,7 +135,7 @@ class MLTrainer(Trainer):
             return
         root = Path(self.config["checkpoint_dir"]) / "trunk_cache" / self.config["dataset"]
         started = time.perf_counter()
-        self.tower.trunk_cache = open_trunk_cache(
+        self.tower.runtime.trunk_cache = open_trunk_cache(
             self.tower, root, dtype=self.config["trunk_cache_dtype"] or "float16",
             batch_size=self.config["encode_chunk_size"] or 64, progress=show_progress)
         self.trunk_cache_seconds = time.perf_counter() - started

@@ -79,3 +79,97 @@ def test_a_registered_encoder_trains_as_an_item_tower(tmp_path, one_thread, caps
     assert (store / "meta.json").is_file()  # covers decoded at the encoder's 32 px
     assert main(["encoders", "--modality", "image"]) == 0
     assert "tiny-cnn" in capsys.readouterr().out
+
+
+# ----------------------------------------------- a new encoder row, a new sequential model ---
+MEAN_POOL_MODULE = '''
+"""MeanPool: the user at each position is the running mean of the item vectors so far."""
+from torch import nn
+
+from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender, VideoRec
+
+
+class MeanPool(MLSequentialRecommender):
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.initializer_range = config["initializer_range"]
+        self.mix = nn.Linear(self.item_dim, self.item_dim)
+        self.init_weights()
+
+    def encode(self, item_emb, item_seq, item_seq_len):
+        present = (item_seq != 0).unsqueeze(-1).to(item_emb.dtype)
+        return self.mix((item_emb * present).cumsum(1) / present.cumsum(1).clamp(min=1))
+
+
+class MeanPoolV(VideoRec, MeanPool):
+    """MeanPool over a content encoder trained end to end (VideoRec.yaml's defaults)."""
+'''
+MEAN_POOL_YAML = "hidden_size: 12\ninitializer_range: 0.02\nmean_pool_note: one yaml\n"
+
+
+@pytest.fixture
+def new_model_package(tmp_path, monkeypatch):
+    """One model file and one yaml beside it, nothing else: importable as ``meanpool_models``."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "meanpool_models.py").write_text(MEAN_POOL_MODULE)
+    (folder / "MeanPool.yaml").write_text(MEAN_POOL_YAML)
+    monkeypatch.syspath_prepend(str(folder))
+    yield "meanpool_models"
+    sys.modules.pop("meanpool_models", None)
+
+
+@pytest.fixture(scope="module")
+def tiny_raw(tmp_path_factory):
+    from recbole_microlens.data.sample import generate_sample_raw
+
+    raw = tmp_path_factory.mktemp("extending") / "raw"
+    generate_sample_raw(raw, n_users=40, n_items=40, seed=3)
+    return raw
+
+
+def train_one_epoch(model_name, root, raw, **options):
+    from recbole_microlens.quick_start import run_recbole_ml
+
+    return run_recbole_ml(model_name, "tinylens", config_dict={
+        "data_path": str(root / "atomic"), "raw_data_path": str(raw),
+        "checkpoint_dir": str(root / "saved"), "epochs": 1, "show_progress": False,
+        "train_batch_size": 16, "eval_batch_size": 64, **options})
+
+
+def test_a_new_sequential_model_is_one_file_and_one_yaml(new_model_package, tmp_path, tiny_raw,
+                                                         one_thread):
+    result = train_one_epoch(f"{new_model_package}.MeanPool", tmp_path, tiny_raw)
+    assert result["config"]["hidden_size"] == 12 and result["config"]["mean_pool_note"] == "one yaml"
+    assert result["config"]["item_tower"] in (None, "id")
+    assert 0.0 <= result["test"]["hit@10"] <= 1.0 and result["epochs_run"] == 1
+
+
+def test_a_new_video_encoder_is_one_registry_row(new_model_package, tmp_path, tiny_raw, one_thread):
+    """A row reusing the r3d-r18 builder at 2 frames of 16 px, trained under the new model's
+    VideoRec variant (whose defaults come from VideoRec.yaml by the lineage rule)."""
+    from recbole_microlens.encoders import EncoderSpec, InputSpec, register_encoder, video
+
+    register_encoder(EncoderSpec(
+        "r3d-r18-2f", "video", video.build_r3d_r18, video.TORCHVISION_R3D_FORMAT,
+        InputSpec(frames=2, size=16, mean=(0.43, 0.39, 0.38), std=(0.23, 0.22, 0.22)),
+        "r3d_18 over 2 frames of 16 px (a test row)"))
+    result = train_one_epoch(f"{new_model_package}.MeanPoolV", tmp_path, tiny_raw,
+                             item_encoder="r3d-r18-2f")
+    assert result["config"]["item_tower"] == "encoder"  # VideoRec.yaml
+    assert result["config"]["finetune"] == "top" and result["config"]["hidden_size"] == 12
+    assert result["encoder_items_per_epoch"][0] > 0
+    frames = tmp_path / "atomic" / "tinylens" / "media" / "frames_n2_i1_s16"
+    assert (frames / "meta.json").is_file()  # the row's input spec decided the frame store
+    assert 0.0 <= result["test"]["hit@10"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["SASRecV", "GRU4RecV", "NextItNetV"])
+def test_videorec_variants_read_the_one_shared_layer(name):
+    from recbole_microlens.config import _yaml_layers
+    from recbole_microlens.model.sequential_recommender.base import VideoRec
+
+    model_class = get_model(name)
+    layers = [layer.name for layer in _yaml_layers(model_class, "tinylens")]
+    assert issubclass(model_class, VideoRec)
+    assert layers[-2:] == [f"{name[:-1]}.yaml", "VideoRec.yaml"]

@@ -142,7 +142,7 @@ def test_frozen_trunk_in_train_mode_uses_batch_statistics(video_root, one_thread
     assert not any(p.requires_grad for block in encoder.blocks[:encoder.trainable_block_start]
                    for p in block.parameters())
     trainer._prepare_trunk_cache(show_progress=False)
-    assert model.item_tower.trunk_cache is None  # batch statistics: nothing per item to cache
+    assert model.item_tower.runtime.trunk_cache is None  # batch statistics: nothing per item to cache
     default, _, _ = build_video(video_root)
     default.train()
     enc = default.item_tower.encoder

@@ -14,10 +14,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def plain_and(trainer, model, batch, **switches):
     """Loss and gradients on the plain path, then with ``switches`` set on the tower."""
     tower = model.item_tower
-    tower.length_grouping, tower.trunk_cache = False, None
+    tower.runtime.length_grouping, tower.runtime.trunk_cache = False, None
     plain = loss_and_grads(trainer, model, batch)
     for name, value in switches.items():
-        setattr(tower, name, value)
+        setattr(tower.runtime, name, value)
     return plain, loss_and_grads(trainer, model, batch)
 
 
@@ -53,7 +53,7 @@ def test_token_trunk_cache_is_unpadded_and_exact(root):
     for dtype, atol in (("float32", 1e-5), ("float16", 5e-2)):
         trainer.config["trunk_cache_dtype"], trainer.config["trunk_cache"] = dtype, True
         trainer._prepare_trunk_cache(show_progress=False)
-        cache = tower.trunk_cache
+        cache = tower.runtime.trunk_cache
         assert isinstance(cache, TokenTrunkCache)
         all_lengths = tower.inputs.lengths(torch.arange(tower.n_items))
         assert cache.hidden.shape[0] == int(all_lengths.sum())  # real tokens only, no padding
@@ -70,13 +70,13 @@ def test_token_trunk_cache_rows_equal_the_live_trunk(root):
     trainer._prepare_trunk_cache(show_progress=False)
     tower, ids = model.item_tower, torch.tensor([5, 0, 3, 3])
     with torch.no_grad():
-        live, live_mask = tower.encoder.run_blocks(tower.inputs(ids, "cpu"), 0, tower.trunk_cache.start)
-    hidden, mask = tower.trunk_cache.lookup(ids, "cpu", trim=False)
+        live, live_mask = tower.encoder.run_blocks(tower.inputs(ids, "cpu"), 0, tower.runtime.trunk_cache.start)
+    hidden, mask = tower.runtime.trunk_cache.lookup(ids, "cpu", trim=False)
     assert hidden.shape == live.shape and torch.equal(mask, live_mask.long())
     real = mask.bool()
     assert torch.allclose(hidden[real], live[real], atol=1e-5)
     assert not hidden[~real].any()  # padding positions are zeros: masked, never stored
-    trimmed, trimmed_mask = tower.trunk_cache.lookup(ids, "cpu", trim=True)
+    trimmed, trimmed_mask = tower.runtime.trunk_cache.lookup(ids, "cpu", trim=True)
     assert trimmed.shape[1] == int(live_mask.sum(1).max()) < live.shape[1]
     assert torch.equal(trimmed, hidden[:, :trimmed.shape[1]])
 

@@ -78,7 +78,7 @@ def test_trunk_cache_float32_is_exact_float16_is_close(root):
         trainer._prepare_trunk_cache(show_progress=False)
         cached = loss_and_grads(trainer, model, batch)
         assert_same(plain, cached, atol=atol)
-        model.item_tower.trunk_cache = None
+        model.item_tower.runtime.trunk_cache = None
     trunk = model.item_tower.encoder.trainable_block_start
     assert 0 < trunk < model.item_tower.encoder.num_blocks
 
@@ -92,7 +92,7 @@ def test_trunk_cache_keeps_the_live_memory_layout(root):
     with torch.no_grad():
         live = tower.encoder.run_blocks(tower.inputs(ids, "cpu"), 0, tower.encoder.trainable_block_start)
     trainer._prepare_trunk_cache(show_progress=False)
-    cached = tower.trunk_cache.lookup(ids, "cpu")
+    cached = tower.runtime.trunk_cache.lookup(ids, "cpu")
     assert live.is_contiguous(memory_format=torch.channels_last_3d) and not live.is_contiguous()
     assert cached.stride() == live.stride()
     assert torch.allclose(cached, live, atol=1e-2)
@@ -137,16 +137,32 @@ def test_encoder_gets_its_own_learning_rate(root):
     assert all(id(p) in encoder_ids for p in groups[1]["params"])
 
 
-def test_bf16_autocast_and_checkpointing_keep_the_loss(root):
+def seeded_loss_and_grads(trainer, model, batch, seed=1):
+    """Loss and gradients with the RNG reset first: in train mode dropout draws the same masks."""
+    torch.manual_seed(seed)
+    return loss_and_grads(trainer, model, batch)
+
+
+def test_bf16_autocast_and_checkpointing_keep_the_loss(root, monkeypatch):
+    from recbole_microlens.model import layers
+
     _, model, trainer, train, _, _ = build(root, finetune="full", trunk_cache=False, **TINY_TEXT)
-    model.eval()
+    model.train()  # dropout on: checkpointing runs in training only, and must replay its masks
     batch = next(iter(train))
-    reference = loss_and_grads(trainer, model, batch)
-    model.item_tower.checkpoint_blocks = True
-    model.train()
-    model.eval()
-    assert_same(reference, loss_and_grads(trainer, model, batch), atol=1e-5)
+    reference = seeded_loss_and_grads(trainer, model, batch)
+    assert not torch.allclose(reference[0], seeded_loss_and_grads(trainer, model, batch, seed=2)[0])
+    checkpointed_blocks = []
+    real_checkpoint = layers.checkpoint
+    monkeypatch.setattr(layers, "checkpoint", lambda function, x, start, stop, **options: (
+        checkpointed_blocks.append(start) or real_checkpoint(function, x, start, stop, **options)))
+    model.item_tower.runtime.checkpoint_blocks = True
+    checkpointed = seeded_loss_and_grads(trainer, model, batch)
+    encoder = model.item_tower.encoder
+    assert set(checkpointed_blocks) == set(range(encoder.num_blocks))  # every block, recomputed
+    assert_same(reference, checkpointed, atol=1e-5)
+    assert sum(g is not None and bool(g.abs().sum()) for g in checkpointed[1]) > 5
     trainer.bf16 = True
+    torch.manual_seed(1)
     loss_bf16 = trainer._step_loss(batch)
     assert abs(loss_bf16.item() - reference[0].item()) < 0.1
 
@@ -162,13 +178,48 @@ def test_videorec_models_run_end_to_end(root, model):
     assert result["config"]["item_tower"] == "encoder"
 
 
-def test_covers_as_items(root):
+class ChangedCover:
+    """A cover store whose image at ``row`` is inverted (what a new cover file would give)."""
+
+    def __init__(self, store, row: int):
+        self.store, self.row = store, row
+
+    def __getitem__(self, rows):
+        images = self.store[rows].copy()
+        images[rows == self.row] = 255 - images[rows == self.row]
+        return images
+
+
+def test_covers_as_items(root, monkeypatch):
+    """An image tower encodes each item's cover from the cover store: inputs are that cover,
+    normalised, at the encoder's size, and a changed cover changes that item's vector only."""
+    _, model, *_ = build(root, item_modality="image", item_encoder="resnet18",
+                         encoder_overrides={"size": 32})
+    tower = model.item_tower.eval()
+    store = tower.inputs.store
+    assert store.folder.name == "covers_s32" and store.data.shape[1:] == (32, 32, 3)
+    ids = torch.arange(1, 6)
+    rows = tower.inputs.rows_by_id[ids].numpy()
+    x = tower.inputs(ids, "cpu")
+    assert x.shape == (5, 3, 32, 32)
+    spec = tower.encoder.input
+    pixels = x * torch.tensor(spec.std).view(1, 3, 1, 1) + torch.tensor(spec.mean).view(1, 3, 1, 1)
+    stored = torch.from_numpy(store[rows]).permute(0, 3, 1, 2).float() / 255
+    torch.testing.assert_close(pixels, stored, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        before = tower(ids)
+        monkeypatch.setattr(tower.inputs, "store", ChangedCover(store, rows[2]))
+        after = tower(ids)
+    changed = [not torch.allclose(a, b, atol=1e-6) for a, b in zip(before, after)]
+    assert changed == [False, False, True, False, False]
+
     result = run_recbole_ml("SASRecV", "tinylens", config_dict={
         "data_path": str(root / "atomic"), "raw_data_path": str(root / "raw"),
         "checkpoint_dir": str(root / "saved"), "epochs": 1, "show_progress": False,
         "train_batch_size": 16, "hidden_size": 16, "inner_size": 32,
         "item_modality": "image", "item_encoder": "resnet18", "encoder_overrides": {"size": 32}})
     assert result["config"]["item_modality"] == "image"
+    assert result["encoder_items_per_epoch"][0] > 0  # the trained tower encoded covers
 
 
 def test_prepare_media_and_encoders_commands(root, capsys):

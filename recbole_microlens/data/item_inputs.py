@@ -7,6 +7,7 @@ only ever see ``inputs(ids)``.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,48 +90,82 @@ def tokens_to_device(token_batch: dict, device):
     return {key: value.to(device) for key, value in token_batch.items()}
 
 
-def _raw_dir(config) -> Path:
-    return Path(config["raw_data_path"] or Path(config["data_path"]) / "raw")
+@dataclass(frozen=True)
+class ItemSource:
+    """Where one dataset's item stores are read from and built, as plain values (no Config).
+
+    ``tokenizer_path`` is already resolved (:func:`resolve_tokenizer`): None trains a WordPiece
+    on the titles.
+    """
+
+    dataset_dir: Path
+    raw_dir: Path | None = None  # default <dataset_dir>/raw
+    frame_interval: int = 1
+    workers: int = 2
+    progress: bool = True
+    tokenizer_path: str | None = None
+    title_max_length: int | None = None
+
+    @classmethod
+    def from_config(cls, config) -> ItemSource:
+        """The source a training run's config names (RecBole's ``data_path`` is the dataset's)."""
+        return cls(Path(config["data_path"]),
+                   Path(config["raw_data_path"]) if config["raw_data_path"] else None,
+                   frame_interval=config["frame_interval"] or 1,
+                   workers=config["media_workers"] or 2, progress=bool(config["show_progress"]),
+                   title_max_length=config["title_max_length"])
+
+    @property
+    def raw(self) -> Path:
+        return self.raw_dir or self.dataset_dir / "raw"
+
+    @property
+    def media(self) -> Path:
+        return self.dataset_dir / "media"
 
 
-def _item_tokens(dataset) -> list[str]:
-    return list(dataset.field2id_token[dataset.iid_field])
-
-
-def _open_frames(config, dataset, input_spec):
-    spec = FrameSpec(num_frames=input_spec.frames, interval=config["frame_interval"] or 1,
+def _open_frames(item_tokens: list[str], source: ItemSource, input_spec):
+    spec = FrameSpec(num_frames=input_spec.frames, interval=source.frame_interval,
                      size=input_spec.size)
-    raw = _raw_dir(config)
-    covers = raw / "covers"
-    report = build_frame_store(raw / "videos", _item_tokens(dataset)[1:], Path(config["data_path"]) / "media",
-                               spec, covers_dir=covers if covers.is_dir() else None,
-                               workers=config["media_workers"] or 2, progress=config["show_progress"])
+    covers = source.raw / "covers"
+    report = build_frame_store(source.raw / "videos", item_tokens[1:], source.media, spec,
+                               covers_dir=covers if covers.is_dir() else None,
+                               workers=source.workers, progress=source.progress)
     _log_report(report)
     return MediaStore.open(report.folder), clips_to_tensor(input_spec)
 
 
-def _open_covers(config, dataset, input_spec):
-    report = build_cover_store(_raw_dir(config) / "covers", _item_tokens(dataset)[1:],
-                               Path(config["data_path"]) / "media", input_spec.size,
-                               workers=config["media_workers"] or 2, progress=config["show_progress"])
+def _open_covers(item_tokens: list[str], source: ItemSource, input_spec):
+    report = build_cover_store(source.raw / "covers", item_tokens[1:], source.media,
+                               input_spec.size, workers=source.workers, progress=source.progress)
     _log_report(report)
     return MediaStore.open(report.folder), images_to_tensor(input_spec)
 
 
-def _tokenizer_path(config):
-    """The configured tokenizer, else the pre-trained checkpoint's own (its ids must match the
-    checkpoint's embedding table), else None: a tokenizer trained on the titles."""
-    if config["tokenizer_path"]:
-        return config["tokenizer_path"]
-    checkpoint = Path(config["encoder_checkpoint"] or "")
-    has_tokenizer = any((checkpoint / name).is_file() for name in ("tokenizer.json", "vocab.txt"))
-    return str(checkpoint) if checkpoint.is_dir() and has_tokenizer else None
-
-
-def _open_titles(config, dataset, input_spec):
-    folder = prepare_titles(Path(config["data_path"]), _tokenizer_path(config),
-                            max_length=config["title_max_length"] or input_spec.max_tokens or 32)
+def _open_titles(item_tokens: list[str], source: ItemSource, input_spec):
+    max_length = source.title_max_length or input_spec.max_tokens or 32
+    folder = prepare_titles(source.dataset_dir, source.tokenizer_path, max_length=max_length)
     return TitleStore.open(folder), tokens_to_device
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+
+
+def resolve_tokenizer(checkpoint, tokenizer_path) -> str | None:
+    """The one tokenizer rule for title encoders: ``tokenizer_path`` when given; else a
+    pre-trained checkpoint's own (its ids index the checkpoint's embedding table), an error when
+    the checkpoint has none; else (random weights) None, a WordPiece trained on the titles."""
+    if tokenizer_path:
+        return str(tokenizer_path)
+    if not checkpoint:
+        return None
+    folder = Path(checkpoint)
+    if folder.is_dir() and any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return str(folder)
+    raise ValueError(
+        f"text encoder checkpoint {checkpoint} has no tokenizer ({' or '.join(TOKENIZER_FILES)}"
+        f"{'' if folder.is_dir() else ' beside a weights file'}): its embedding table needs the "
+        "tokenizer it was trained with; give its folder as tokenizer_path (--tokenizer-path)")
 
 
 def _log_report(report) -> None:
@@ -142,9 +177,11 @@ def _log_report(report) -> None:
 OPENERS = {"video": _open_frames, "image": _open_covers, "text": _open_titles}
 
 
-def build_item_inputs(config, dataset, modality: str, input_spec) -> ItemInputs:
-    """Build (first use) or open the store of ``modality`` and index it by internal item id."""
+def build_item_inputs(item_tokens: list[str], modality: str, input_spec,
+                      source: ItemSource) -> ItemInputs:
+    """Build (first use) or open the store of ``modality`` for ``item_tokens`` (RecBole's id ->
+    token list: id 0 is padding) and index it by item id."""
     if modality not in OPENERS:
         raise ValueError(f"item_modality {modality!r} is unknown; choose one of {sorted(OPENERS)}")
-    store, convert = OPENERS[modality](config, dataset, input_spec)
-    return ItemInputs(store, _item_tokens(dataset), convert)
+    store, convert = OPENERS[modality](list(item_tokens), source, input_spec)
+    return ItemInputs(store, list(item_tokens), convert)

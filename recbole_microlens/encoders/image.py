@@ -6,17 +6,15 @@ from torchvision (``weights=None``) and transformers (a config object), never fr
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torchvision.models import resnet18, swin_t
 from transformers import ViTMAEConfig, ViTMAEModel
 
+from recbole_microlens.encoders.base import Blocks, InputSpec
 from recbole_microlens.encoders.checkpoints import CheckpointFormat, KeyRule
 
-if TYPE_CHECKING:
-    from recbole_microlens.encoders.registry import Blocks, InputSpec
 
 TORCHVISION_RESNET_FORMAT = CheckpointFormat(
     expected="a torchvision .pth state dict (torchvision.models.resnet18)",

@@ -1,5 +1,9 @@
 """One table of item encoders: name -> (builder, checkpoint format, input spec).
 
+A new encoder is one row here (``_video``/``_image``/``_text``, or ``register_encoder`` from your
+code); a new backbone family also needs its builder in ``video``/``image``/``text``. The types
+live in the leaf ``base``, so builders never import this table.
+
 Every encoder, whatever its backbone, is an :class:`ItemEncoder`: an ordered ``blocks`` list whose
 last block pools to a vector. Freezing and trunk caching are therefore slices of that list (the
 frozen trunk is ``blocks[:k]``, the trained top ``blocks[k:]``), never parameter indices, and a
@@ -7,26 +11,26 @@ trainer can encode the trunk once per item and train the top from the cached out
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 from pytorchvideo.models import hub
-from torch import nn
 
 from recbole_microlens.encoders import image, text, video
+from recbole_microlens.encoders.base import (  # noqa: F401 (the package's names, re-exported)
+    FINETUNE_MODES,
+    MODALITIES,
+    TRUNK_MODES,
+    Blocks,
+    Builder,
+    EncoderSpec,
+    InputSpec,
+    ItemEncoder,
+    split_overrides,
+)
 from recbole_microlens.encoders.checkpoints import CheckpointFormat, load_checkpoint
 
 logger = logging.getLogger(__name__)
-
-FINETUNE_MODES = ("frozen", "top", "full")
-# How the frozen trunk runs while the top trains: ``eval`` (fixed BatchNorm statistics, no
-# dropout: a function of the item alone, so it can be cached) or ``train`` (the reference code:
-# frozen layers follow the model's mode, BatchNorm normalises with batch statistics).
-TRUNK_MODES = ("eval", "train")
-MODALITIES = ("video", "image", "text")
 
 # Normalisation each checkpoint was trained with.
 KINETICS_MEAN, KINETICS_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)  # pytorchvideo
@@ -38,126 +42,6 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 PROTOCOL_FRAMES, PROTOCOL_SIZE = 5, 224
 # 64 WordPiece tokens cover ~97% of MicroLens-50k titles (median 20 words, 90th percentile 33).
 TITLE_TOKENS = 64
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the data layer feeds an encoder: clip length, square frame size, per-channel
-    normalisation (video and image), or the token budget (text)."""
-
-    frames: int | None = None
-    size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    max_tokens: int | None = None
-
-
-Blocks = tuple[list[nn.Module], int]
-Builder = Callable[[InputSpec, dict], Blocks]
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """A registry entry. ``builder(input, overrides) -> (blocks, out_dim)`` makes random weights;
-    ``checkpoint_format`` maps the original pre-trained weights onto those blocks."""
-
-    name: str
-    modality: str
-    builder: Builder
-    checkpoint_format: CheckpointFormat
-    input: InputSpec
-    description: str
-
-
-class ItemEncoder(nn.Module):
-    """A backbone as ordered ``blocks`` whose last block pools to ``[N, out_dim]``.
-
-    Values passed between blocks are a tensor, or a tuple/list of tensors, each batch-first
-    (SlowFast passes its two pathways, text blocks ``(hidden, mask)``), so a trainer can cache
-    ``run_blocks(x, 0, k)`` per item; no block modifies its input.
-    """
-
-    def __init__(self, name: str, blocks: list[nn.Module], out_dim: int, spec_input: InputSpec):
-        super().__init__()
-        self.name = name
-        self.blocks = nn.ModuleList(blocks)
-        self.out_dim = out_dim
-        self.input = spec_input  # what this encoder was built for (the spec's, plus overrides)
-        self._trainable_start = 0
-        self._train_requested = True
-        self.trunk_mode = "eval"
-        # Parameters the architecture keeps fixed (e.g. sin-cos position tables) stay fixed.
-        self._fixed = {name for name, p in self.named_parameters() if not p.requires_grad}
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.blocks)
-
-    @property
-    def token_inputs(self) -> bool:
-        """Whether inputs are padded token sequences (text), which may be cut to real length."""
-        return self.input.max_tokens is not None
-
-    @property
-    def trainable_block_start(self) -> int:
-        """Index of the first block that trains; ``blocks[:start]`` is the frozen trunk."""
-        return self._trainable_start
-
-    def forward(self, x: Any):
-        return self.run_blocks(x, 0, self.num_blocks)
-
-    def run_blocks(self, x: Any, start: int, stop: int | None = None):
-        """Runs ``blocks[start:stop]`` on ``x``, the output of ``blocks[:start]``."""
-        for block in self.blocks[start:stop]:
-            x = block(x)
-        return x
-
-    def set_finetune(self, mode: str, top_blocks: int = 1, trunk_mode: str = "eval") -> ItemEncoder:
-        """``frozen``: nothing trains; ``top``: the last ``top_blocks`` blocks with parameters
-        before the pool (and the pool) train; ``full``: everything trains. With ``trunk_mode``
-        ``eval`` the trunk stays in eval mode (BatchNorm statistics, dropout) even when a parent
-        calls ``.train()``; with ``train`` it follows the parent (its weights still fixed)."""
-        if trunk_mode not in TRUNK_MODES:
-            raise ValueError(f"frozen_trunk_mode {trunk_mode!r} is unknown; choose one of {TRUNK_MODES}")
-        self.trunk_mode = trunk_mode
-        self._trainable_start = self._first_trainable_block(mode, top_blocks)
-        for index, block in enumerate(self.blocks):
-            trains = index >= self._trainable_start
-            for name, parameter in block.named_parameters(prefix=f"blocks.{index}"):
-                parameter.requires_grad_(trains and name not in self._fixed)
-        return self.train(self._train_requested)
-
-    def train(self, mode: bool = True) -> ItemEncoder:
-        """The requested mode for the trained blocks; the frozen trunk evaluates unless
-        ``trunk_mode`` is ``train``."""
-        self._train_requested = mode
-        if self.trunk_mode == "train":
-            return super().train(mode)
-        super().train(mode and self._trainable_start < self.num_blocks)
-        for block in self.blocks[: self._trainable_start]:
-            block.eval()
-        return self
-
-    @property
-    def trunk_is_a_function_of_the_item(self) -> bool:
-        """Whether the frozen trunk's output depends on the item alone (cacheable)."""
-        return self.trunk_mode == "eval"
-
-    def _first_trainable_block(self, mode: str, top_blocks: int) -> int:
-        if mode == "full":
-            return 0
-        if mode == "frozen":
-            return self.num_blocks
-        if mode != "top":
-            raise ValueError(f"fine-tuning mode {mode!r} is unknown; choose one of {FINETUNE_MODES}")
-        layers = [i for i in range(self.num_blocks - 1) if self._has_learnable(i)]
-        if not 0 <= top_blocks <= len(layers):
-            raise ValueError(f"top_blocks must be 0..{len(layers)} for {self.name}, got {top_blocks}")
-        return layers[-top_blocks] if top_blocks else self.num_blocks - 1  # 0: the head alone
-
-    def _has_learnable(self, index: int) -> bool:
-        names = (name for name, _ in self.blocks[index].named_parameters(prefix=f"blocks.{index}"))
-        return any(name not in self._fixed for name in names)
 
 
 def _video(name: str, builder: Builder, fmt: CheckpointFormat, description: str, *,
@@ -252,20 +136,22 @@ def list_encoders(modality: str | None = None) -> list[str]:
     return [name for name, spec in ENCODERS.items() if modality in (None, spec.modality)]
 
 
+def encoder_spec(name: str) -> EncoderSpec:
+    """The registry row of ``name``; the one check that an encoder name is known."""
+    if name not in ENCODERS:
+        raise ValueError(f"item_encoder {name!r} is unknown; choose one of {list(ENCODERS)}")
+    return ENCODERS[name]
+
+
 def build_encoder(name: str, *, checkpoint: str | Path | None = None,
                   overrides: dict | None = None) -> ItemEncoder:
     """The encoder ``name`` with random weights, or those of ``checkpoint`` (a local file or
     folder). ``overrides`` keys that are :class:`InputSpec` fields (``frames``, ``size``, ...)
     change the input the encoder is built for; the others go to the underlying builder or
     config (e.g. ``vocab_size`` for BERT)."""
-    if name not in ENCODERS:
-        raise ValueError(f"encoder {name!r} is unknown; choose one of {list(ENCODERS)}")
-    spec = ENCODERS[name]
-    input_fields = {f.name for f in dataclasses.fields(InputSpec)}
-    overrides = dict(overrides or {})
-    input_overrides = {k: overrides.pop(k) for k in list(overrides) if k in input_fields}
-    spec_input = dataclasses.replace(spec.input, **input_overrides)
-    blocks, out_dim = spec.builder(spec_input, overrides)
+    spec = encoder_spec(name)
+    spec_input, builder_overrides = split_overrides(spec.input, overrides)
+    blocks, out_dim = spec.builder(spec_input, builder_overrides)
     encoder = ItemEncoder(name, blocks, out_dim, spec_input)
     if checkpoint is not None:
         report = load_checkpoint(encoder, checkpoint, spec.checkpoint_format)

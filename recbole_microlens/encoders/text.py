@@ -7,16 +7,14 @@ masked mean pool (the sentence-transformers pooling, with which MiniLM was train
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
+from recbole_microlens.encoders.base import Blocks, Builder, InputSpec
 from recbole_microlens.encoders.checkpoints import CheckpointFormat, KeyRule
 
-if TYPE_CHECKING:
-    from recbole_microlens.encoders.registry import Blocks, Builder, InputSpec
 
 HiddenAndMask = tuple[torch.Tensor, torch.Tensor]
 

@@ -20,7 +20,7 @@ How each family takes the protocol's 5 frames:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from pytorchvideo.models.net import MultiPathWayWithFuse
@@ -28,10 +28,9 @@ from torch import nn
 from torchvision.models.video import r3d_18
 from transformers import VideoMAEConfig, VideoMAEModel
 
+from recbole_microlens.encoders.base import Blocks, Builder, InputSpec
 from recbole_microlens.encoders.checkpoints import CheckpointFormat, KeyRule
 
-if TYPE_CHECKING:
-    from recbole_microlens.encoders.registry import Blocks, Builder, InputSpec
 
 # Tokens of MViT and VideoMAE span this many frames.
 TUBELET_FRAMES = 2

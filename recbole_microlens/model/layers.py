@@ -8,9 +8,11 @@ table of precomputed vectors (``use_table``) that answers instead of the tower's
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from recbole.utils import FeatureType
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -78,20 +80,35 @@ class IDItemTower(ItemTower):
         self.embedding = nn.Embedding(n_items, dim, padding_idx=0)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embedding(ids)
+        vectors = self.embedding(ids)
+        return vectors * (ids != 0).unsqueeze(-1).to(vectors.dtype)  # padding -> zeros
 
     def all_items(self) -> torch.Tensor:
-        return self.embedding.weight if self.table is None else super().all_items()
+        """The table with its padding row zero, in training as in evaluation (weight init
+        overwrites ``padding_idx``'s row, so it is masked, not trusted)."""
+        if self.table is not None:
+            return super().all_items()
+        return F.pad(self.embedding.weight[1:], (0, 0, 1, 0))
+
+
+@dataclass(slots=True)  # a misspelt switch is an error, not a new attribute
+class TowerRuntime:
+    """How the trainer runs an encoder tower, injected as one object (``tower.runtime``): models
+    never set it. ``trunk_cache`` replaces the frozen trunk ``blocks[:k]`` by its cached per-item
+    output; ``checkpoint_blocks`` recomputes activations in backward (training only);
+    ``length_grouping`` (token inputs) sorts the items by length before chunking and cuts each
+    chunk's padding to its longest title."""
+
+    trunk_cache: Any = None
+    checkpoint_blocks: bool = False
+    length_grouping: bool = False
 
 
 class EncoderItemTower(ItemTower):
     """An item encoder (video, image or text) trained end to end, projected to ``dim`` (VideoRec).
 
     ``embed`` is the plain path: every id it is given is encoded (in chunks), as the reference
-    code does. Set by the trainer: ``trunk_cache`` replaces the frozen trunk ``blocks[:k]`` by its
-    cached per-item output; ``checkpoint_blocks`` recomputes activations in backward;
-    ``length_grouping`` (token inputs) sorts the items by length before chunking and cuts each
-    chunk's padding to its longest title.
+    code does, unless the trainer's :class:`TowerRuntime` says otherwise.
     """
 
     encodes_content = True
@@ -107,9 +124,7 @@ class EncoderItemTower(ItemTower):
         self.activation = self.ACTIVATIONS[activation]()
         self.inputs = inputs
         self.chunk_size = chunk_size
-        self.trunk_cache = None
-        self.checkpoint_blocks = False
-        self.length_grouping = False
+        self.runtime = TowerRuntime()
         self.items_encoded = 0  # encoder passes, one per item vector computed
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -128,7 +143,7 @@ class EncoderItemTower(ItemTower):
 
     def _length_order(self, flat: torch.Tensor) -> torch.Tensor | None:
         """Items sorted by token count (so each chunk pads to a similar length), or None."""
-        if not (self.length_grouping and self.encoder.token_inputs) or len(flat) <= 1:
+        if not (self.runtime.length_grouping and self.encoder.token_inputs) or len(flat) <= 1:
             return None
         lengths = self.inputs.lengths(flat)
         return None if lengths is None else torch.argsort(lengths, stable=True).to(flat.device)
@@ -136,9 +151,10 @@ class EncoderItemTower(ItemTower):
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         """[N] ids -> [N, dim]: the encoder (from the trunk cache when set) and the projection."""
         self.items_encoded += len(ids)
-        trim = self.length_grouping and self.encoder.token_inputs
-        if self.trunk_cache is not None:
-            start, x = self.trunk_cache.start, self.trunk_cache.lookup(ids, self.device, trim=trim)
+        trim = self.runtime.length_grouping and self.encoder.token_inputs
+        cache = self.runtime.trunk_cache
+        if cache is not None:
+            start, x = cache.start, cache.lookup(ids, self.device, trim=trim)
         else:
             start, x = 0, self.inputs(ids, self.device)
             x = trim_padding(x) if trim else x
@@ -150,7 +166,7 @@ class EncoderItemTower(ItemTower):
             with torch.no_grad():
                 x = encoder.run_blocks(x, start, trainable)
             start = trainable
-        if self.checkpoint_blocks and self.training:
+        if self.runtime.checkpoint_blocks and self.training:
             for index in range(start, encoder.num_blocks):
                 x = checkpoint(encoder.run_blocks, x, index, index + 1, use_reentrant=False)
             return x
@@ -259,28 +275,14 @@ def _build_id_tower(config, dataset, dim):
 
 
 def _build_encoder_tower(config, dataset, dim):
-    from recbole_microlens.data.item_inputs import build_item_inputs
-    from recbole_microlens.encoders import ENCODERS, build_encoder
-    from recbole_microlens.encoders.registry import TRUNK_MODES, InputSpec
+    from recbole_microlens.data.item_inputs import ItemSource
+    from recbole_microlens.encoder_factory import EncoderChoice, build_encoder_inputs, build_item_encoder
+    from recbole_microlens.encoders.base import TRUNK_MODES
 
-    name = config["item_encoder"]
-    if name not in ENCODERS:
-        raise ValueError(f"item_encoder {name!r} is unknown; choose one of {sorted(ENCODERS)}")
-    spec = ENCODERS[name]
-    modality = config["item_modality"] or spec.modality
-    if modality != spec.modality:
-        raise ValueError(f"item_encoder {name} encodes {spec.modality}, not item_modality {modality}")
-    overrides = dict(config["encoder_overrides"] or {})
-    if config["frame_num"]:
-        overrides["frames"] = config["frame_num"]
-    input_fields = {field.name for field in dataclasses.fields(InputSpec)}
-    input_spec = dataclasses.replace(spec.input, **{k: v for k, v in overrides.items() if k in input_fields})
-    inputs = build_item_inputs(config, dataset, modality, input_spec)
-    if modality == "text" and inputs.vocab_size and not config["encoder_checkpoint"]:
-        overrides.setdefault("vocab_size", inputs.vocab_size)
-    if modality == "text":
-        overrides.setdefault("attn_implementation", "eager" if config["fused_attention"] is False else "sdpa")
-    encoder = build_encoder(name, checkpoint=config["encoder_checkpoint"], overrides=overrides)
+    choice = EncoderChoice.from_config(config)
+    item_tokens = list(dataset.field2id_token[dataset.iid_field])
+    inputs = build_encoder_inputs(choice, item_tokens, ItemSource.from_config(config))
+    encoder = build_item_encoder(choice, inputs)
     top_blocks = config["finetune_top_blocks"]
     encoder.set_finetune(config["finetune"] or "top", 1 if top_blocks is None else top_blocks,
                          trunk_mode=choose(config, "frozen_trunk_mode", TRUNK_MODES, "eval"))
@@ -291,7 +293,7 @@ def _build_encoder_tower(config, dataset, dim):
 
 
 def _build_id_features_tower(config, dataset, dim):
-    from recbole_microlens.features import dataset_item_features
+    from recbole_microlens.data.item_features import dataset_item_features
 
     return FrozenFeatureItemTower(dataset.item_num, dim, dataset_item_features(config, dataset),
                                   fusion=config["fusion"] or "sum")

@@ -22,6 +22,11 @@ GRCNID+V       ``GRCNIDV``     ``item_modalities: [id, features]``
 
 SASRecID+V is ``SASRecIDV`` in ``sequential_recommender/sasrec_id_v.py``. How each model
 represents a user (by id or by the previous items) is explained in ``base.py``.
+
+Sequential by RecBole's type, CF by the paper: YouTubeID, YouTubeIDV, NFM and DeepFM read the
+window of previous items, so RecBole types them SEQUENTIAL (``MLSequentialRecommender``), but
+they ignore order (an average, or positions as fields): Table 2 counts them as CF baselines, and
+they live here with the other CF models rather than in ``sequential_recommender/``.
 """
 from recbole_microlens.model.general_recommender.deepfm import DeepFM
 from recbole_microlens.model.general_recommender.dssm import DSSM, DSSMIDV

@@ -35,6 +35,13 @@ def log_training_popularity(dataset) -> torch.Tensor:
     return torch.from_numpy(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))).float()
 
 
+class VideoRec:
+    """Mixin of the VideoRec variants, first among the bases (``class SASRecV(VideoRec, SASRec)``):
+    the item ID embedding becomes a content encoder trained end to end. It adds no code, only its
+    yaml layer (``properties/model/VideoRec.yaml``: an encoder tower over video by default,
+    covers or titles by ``item_modality``), read after the backbone's by the config's lineage rule."""
+
+
 class MLSequentialRecommender(SequentialRecommender):
     input_type = InputType.POINTWISE
     #: config key holding the size of the item vectors the tower produces

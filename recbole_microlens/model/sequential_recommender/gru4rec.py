@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender
+from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender, VideoRec
 
 
 class GRU4Rec(MLSequentialRecommender):
@@ -31,6 +31,6 @@ class GRU4Rec(MLSequentialRecommender):
         return self.dense(states)
 
 
-class GRU4RecV(GRU4Rec):
+class GRU4RecV(VideoRec, GRU4Rec):
     """VideoRec: GRU4Rec with the item ID embedding replaced by a content encoder trained end to end
-    (video by default; covers or titles by `item_modality`). Defaults: properties/model/GRU4RecV.yaml."""
+    (video by default; covers or titles by `item_modality`). Defaults: properties/model/VideoRec.yaml."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 from recbole.model.sequential_recommender.nextitnet import ResidualBlock_b
 
-from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender
+from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender, VideoRec
 
 
 class NextItNet(MLSequentialRecommender):
@@ -28,6 +28,6 @@ class NextItNet(MLSequentialRecommender):
         return self.final_layer(self.residual_blocks(item_emb))
 
 
-class NextItNetV(NextItNet):
+class NextItNetV(VideoRec, NextItNet):
     """VideoRec: NextItNet with the item ID embedding replaced by a content encoder trained end to end
-    (video by default; covers or titles by `item_modality`). Defaults: properties/model/NextItNetV.yaml."""
+    (video by default; covers or titles by `item_modality`). Defaults: properties/model/VideoRec.yaml."""

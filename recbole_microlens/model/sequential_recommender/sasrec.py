@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from recbole.model.layers import TransformerEncoder
 
-from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender
+from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender, VideoRec
 
 
 class SASRec(MLSequentialRecommender):
@@ -36,6 +36,6 @@ class SASRec(MLSequentialRecommender):
         return self.trm_encoder(hidden, attention_mask, output_all_encoded_layers=True)[-1]
 
 
-class SASRecV(SASRec):
+class SASRecV(VideoRec, SASRec):
     """VideoRec: SASRec with the item ID embedding replaced by a content encoder trained end to end
-    (video by default; covers or titles by `item_modality`). Defaults: properties/model/SASRecV.yaml."""
+    (video by default; covers or titles by `item_modality`). Defaults: properties/model/VideoRec.yaml."""
