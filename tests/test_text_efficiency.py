@@ -88,7 +88,7 @@ def test_a_frozen_text_encoder_caches_its_pooled_vectors(root):
                                   trunk_cache_dtype="float32", **TINY_TEXT)
     trainer._prepare_trunk_cache(show_progress=False)
     tower, ids = model.item_tower, torch.tensor([5, 0, 3, 3])
-    cache = tower.trunk_cache
+    cache = tower.runtime.trunk_cache
     assert isinstance(cache, TrunkCache) and cache.start == tower.encoder.num_blocks
     with torch.no_grad():
         live = tower.encoder(tower.inputs(ids, "cpu"))
