@@ -171,21 +171,31 @@ def row(name: str, kind: str, result: dict, paper: tuple | None) -> list:
             seconds["mean_epoch"], seconds["test"], reference]
 
 
-def select_on_valid(model: str, settings: dict, overrides, lrs: list[float], rerun: bool):
+def select_on_valid(model: str, settings: dict, overrides, lrs: list[float], rerun: bool,
+                    report_only: bool = False):
     """Train ``model`` at each learning rate; return the result whose best valid score is highest
-    (the test split decides nothing) and the valid score of every rate."""
-    by_lr = {}
+    (the test split decides nothing) and the valid score of every rate (None: not trained, with
+    ``report_only``, which trains nothing and reads the result files there are)."""
+    by_lr, valid = {}, {}
     for lr in lrs:
         lr_overrides = [*overrides, (model, "learning_rate", lr)]
-        by_lr[lr] = in_subprocess(model, model_settings(settings, lr_overrides, model),
-                                  result_path(settings["dataset"], model, lr_overrides), rerun)
+        own, path = model_settings(settings, lr_overrides, model), \
+            result_path(settings["dataset"], model, lr_overrides)
+        valid[lr] = None
+        if report_only and not reusable(path, own):
+            continue
+        by_lr[lr] = in_subprocess(model, own, path, rerun and not report_only)
+        valid[lr] = by_lr[lr]["best_valid_score"]
+    if not by_lr:
+        return None, valid
     chosen = max(by_lr, key=lambda lr: by_lr[lr]["best_valid_score"])
-    return by_lr[chosen], {lr: result["best_valid_score"] for lr, result in by_lr.items()}
+    return by_lr[chosen], valid
 
 
 def selected_row(model: str, result: dict, valid_by_lr: dict) -> list:
     """A table row: the chosen rate, each rate's valid score, then the test metrics."""
-    valid = " / ".join(f"{lr:g}: {score:.4f}" for lr, score in valid_by_lr.items())
+    valid = " / ".join(f"{lr:g}: " + ("not run" if score is None else f"{score:.4f}")
+                       for lr, score in valid_by_lr.items())
     seconds, config = result["seconds"], result["config"]
     paper = PAPER_100K.get(model)
     return [model, "SR" if model in SR_MODELS else "CF", config["learning_rate"], valid,
@@ -197,9 +207,13 @@ def print_selected(args, settings: dict) -> None:
     """The ``--lrs`` table: each model at the learning rate its valid score chose."""
     results, rows = {}, []
     for model in args.models:
-        results[model], valid_by_lr = select_on_valid(model, settings, args.override, args.lrs,
-                                                       args.rerun)
-        rows.append(selected_row(model, results[model], valid_by_lr))
+        result, valid_by_lr = select_on_valid(model, settings, args.override, args.lrs,
+                                              args.rerun, args.report)
+        if result is None:
+            print(f"{model}: no result file with these settings (--report trains nothing)")
+            continue
+        results[model] = result
+        rows.append(selected_row(model, result, valid_by_lr))
     headers = ["model", "kind", "chosen lr", "valid NDCG@10 by lr", "epochs run", *HEADERS,
                "s/epoch", "test ranking s", "paper 100K HR@10 / NDCG@10"]
     print(f"\n{args.dataset}: learning rate chosen on valid NDCG@10 from {args.lrs}; test metrics "
@@ -236,6 +250,9 @@ def main():
                         help="one model's setting, e.g. YouTubeID:learning_rate=0.01 (repeatable)")
     parser.add_argument("--lrs", type=float, nargs="+", default=None,
                         help="train each model at each rate and keep the one valid prefers")
+    parser.add_argument("--report", action="store_true",
+                        help="with --lrs: print the table from the result files there are, "
+                             "training nothing")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
