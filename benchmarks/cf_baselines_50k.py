@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -179,8 +178,8 @@ def select_on_valid(model: str, settings: dict, overrides, lrs: list[float], rer
     by_lr, valid = {}, {}
     for lr in lrs:
         lr_overrides = [*overrides, (model, "learning_rate", lr)]
-        own, path = model_settings(settings, lr_overrides, model), \
-            result_path(settings["dataset"], model, lr_overrides)
+        own = model_settings(settings, lr_overrides, model)
+        path = result_path(settings["dataset"], model, lr_overrides)
         valid[lr] = None
         if report_only and not reusable(path, own):
             continue
@@ -188,7 +187,7 @@ def select_on_valid(model: str, settings: dict, overrides, lrs: list[float], rer
         valid[lr] = by_lr[lr]["best_valid_score"]
     if not by_lr:
         return None, valid
-    chosen = max(by_lr, key=lambda lr: by_lr[lr]["best_valid_score"])
+    chosen = max(by_lr, key=valid.get)
     return by_lr[chosen], valid
 
 
@@ -199,7 +198,7 @@ def selected_row(model: str, result: dict, valid_by_lr: dict) -> list:
     seconds, config = result["seconds"], result["config"]
     paper = PAPER_100K.get(model)
     return [model, "SR" if model in SR_MODELS else "CF", config["learning_rate"], valid,
-            result["epochs_run"], *test_metrics(result), statistics.fmean(seconds["per_epoch"]),
+            result["epochs_run"], *test_metrics(result), seconds["mean_epoch"],
             seconds["test"], f"{paper[0]:.4f} / {paper[1]:.4f}" if paper else ""]
 
 
