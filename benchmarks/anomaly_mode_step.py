@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 from train_microlens50k import OUT, convert_once  # noqa: E402
 
 
-def build(dataset: str, dim: int, batch_size: int):
+def build(dataset: str, dim: int, batch_size: int, **overrides):
     from recbole_microlens.config import MLConfig
     from recbole_microlens.data.dataset import create_dataset
     from recbole_microlens.data.loaders import data_preparation
@@ -35,7 +35,7 @@ def build(dataset: str, dim: int, batch_size: int):
     config = MLConfig("SASRec", dataset, None, {
         "data_path": str(OUT / "atomic_files"), "checkpoint_dir": str(OUT / "saved"),
         "hidden_size": dim, "learning_rate": 1e-3, "train_batch_size": batch_size,
-        "show_progress": False, "state": "WARNING"})
+        "show_progress": False, "state": "WARNING", **overrides})
     train, _, _ = data_preparation(config, create_dataset(config))
     model = get_model("SASRec")(config, train._dataset)
     return MLTrainer(config, model), train

@@ -1,9 +1,10 @@
 """The in-batch logQ loss against a direct, position-by-position computation."""
 import math
 
+import pytest
 import torch
 
-from recbole_microlens.model.loss import inbatch_logq_loss, window_targets
+from recbole_microlens.model.loss import inbatch_logq_loss, slot_candidates, window_targets
 
 
 def direct_loss(hidden, targets, table, log_pop, user_items):
@@ -122,3 +123,61 @@ def test_slot_candidates_weigh_repeated_negatives():
     slots = inbatch_logq_loss(hidden, targets, embed, log_pop, user_items, candidates="slots")
     unique = inbatch_logq_loss(hidden, targets, embed, log_pop, user_items, candidates="unique")
     assert not torch.isclose(slots, unique)
+
+
+def every_slot_loss(hidden, targets, table, log_pop, user_items):
+    """Slot candidates as the reference code builds them: [P, S] logits, one column per filled
+    slot of the batch, duplicates kept, the label at its first slot in its own row."""
+    labelled = targets > 0
+    filled = user_items > 0
+    slots = user_items[filled]
+    slot_rows = torch.nonzero(filled, as_tuple=True)[0]
+    rows = torch.nonzero(labelled, as_tuple=True)[0]
+    own = (slot_rows[None] == rows[:, None]) & (slots[None] == targets[labelled][:, None])
+    labels = own.to(torch.uint8).argmax(dim=1)
+    logits = hidden[labelled] @ table[slots].T - log_pop[slots]
+    mask = (user_items[rows].unsqueeze(2) == slots.view(1, 1, -1)).any(dim=1)
+    mask[torch.arange(len(labels)), labels] = False
+    return torch.nn.functional.cross_entropy(logits.masked_fill(mask, float("-inf")), labels)
+
+
+def test_slot_candidates_as_counted_items_equal_every_slot_in_loss_and_gradients():
+    """The slots are scored as distinct items plus log(copies): same loss, same gradients as the
+    [P, S] computation, on a batch with many repeats, padded on either side."""
+    torch.manual_seed(3)
+    item_seq = torch.randint(1, 9, (64, 10))  # few items: many repeats within and across rows
+    lengths = torch.randint(1, 11, (64,))
+    item_seq[torch.arange(10).unsqueeze(0) >= lengths.unsqueeze(1)] = 0
+    next_item = torch.randint(1, 9, (64,))
+    targets = window_targets(item_seq, lengths, next_item)
+    log_pop = torch.log(torch.rand(9) + 0.05)
+    for user_items in (torch.cat([item_seq, next_item[:, None]], 1),
+                       torch.cat([next_item[:, None], item_seq.flip(1)], 1)):  # zeros leading
+        grads = []
+        for compute in ("counted", "every slot"):
+            table = torch.randn(9, 6, generator=torch.Generator().manual_seed(0)).requires_grad_()
+            hidden = torch.randn(64, 10, 6, generator=torch.Generator().manual_seed(1)).requires_grad_()
+            if compute == "counted":
+                loss = inbatch_logq_loss(hidden, targets, lambda ids: table[ids], log_pop,
+                                         user_items, candidates="slots")
+            else:
+                loss = every_slot_loss(hidden, targets, table, log_pop, user_items)
+            loss.backward()
+            grads.append((loss.detach(), hidden.grad, table.grad))
+        (loss_a, hidden_a, table_a), (loss_b, hidden_b, table_b) = grads
+        assert torch.allclose(loss_a, loss_b, atol=1e-6)
+        assert torch.allclose(hidden_a, hidden_b, atol=1e-6)
+        assert torch.allclose(table_a, table_b, atol=1e-6)
+        unique = inbatch_logq_loss(hidden.detach(), targets, lambda ids: table.detach()[ids],
+                                   log_pop, user_items)
+        assert not torch.isclose(unique, loss_a)  # repeats weigh differently there
+
+
+def test_a_slot_label_missing_from_its_row_is_an_error():
+    targets = torch.tensor([[2, 0], [3, 0]])
+    user_items = torch.tensor([[1, 3, 0], [3, 2, 0]])  # row 0's label 2 only sits in row 1
+    with pytest.raises(ValueError, match="missing from its own row"):
+        inbatch_logq_loss(torch.randn(2, 2, 4), targets, lambda ids: torch.randn(len(ids), 4),
+                          torch.zeros(5), user_items, candidates="slots")
+    with pytest.raises(ValueError, match="missing from the batch"):
+        slot_candidates(targets, targets > 0, torch.tensor([[1, 3, 0], [3, 1, 0]]))

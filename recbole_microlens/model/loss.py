@@ -32,23 +32,23 @@ def window_targets(item_seq: torch.Tensor, item_seq_len: torch.Tensor, next_item
 
 
 def unique_candidates(targets: torch.Tensor, labelled: torch.Tensor, user_items: torch.Tensor):
-    """(candidate ids [C], label column of each labelled position): the distinct labels."""
-    return torch.unique(targets[labelled], return_inverse=True)
+    """(candidate ids [C], label column of each labelled position, copies [C]): the distinct
+    labels, each once."""
+    candidate_ids, labels = torch.unique(targets[labelled], return_inverse=True)
+    return candidate_ids, labels, torch.ones_like(candidate_ids)
 
 
 def slot_candidates(targets: torch.Tensor, labelled: torch.Tensor, user_items: torch.Tensor):
-    """(candidate ids [S], label column of each labelled position): every filled slot of the
-    batch's windows, duplicates kept; a position's label is the slot of its target in its own
-    row (any copy elsewhere of an item of the user's window is masked)."""
-    filled = user_items > 0
-    candidates = user_items[filled]
-    slot_rows = torch.nonzero(filled, as_tuple=True)[0]
-    rows = torch.nonzero(labelled, as_tuple=True)[0]
-    own_slot = (slot_rows.unsqueeze(0) == rows.unsqueeze(1)) & (
-        candidates.unsqueeze(0) == targets[labelled].unsqueeze(1))
-    if not own_slot.any(dim=1).all():
-        raise ValueError("a label is missing from its own row of user_items")
-    return candidates, own_slot.to(torch.uint8).argmax(dim=1)
+    """(candidate ids [C], label column of each labelled position, copies [C]): every filled
+    slot of the batch's windows, as its distinct items and how many slots each fills.
+
+    A softmax over S slots holding C distinct items equals a softmax over the C items with
+    ``log(copies)`` added to each logit, so the slots never become [P, S] logits."""
+    candidate_ids, copies = torch.unique(user_items[user_items > 0], return_counts=True)
+    labels = torch.searchsorted(candidate_ids, targets[labelled])
+    if not torch.equal(candidate_ids[labels.clamp(max=len(candidate_ids) - 1)], targets[labelled]):
+        raise ValueError("a label is missing from the batch's windows (user_items)")
+    return candidate_ids, labels, copies
 
 
 CANDIDATES = {"unique": unique_candidates, "slots": slot_candidates}
@@ -69,10 +69,19 @@ def inbatch_logq_loss(
     own window (0 = padding), every label among them; candidates: ``unique`` or ``slots``.
     """
     labelled = targets > 0
-    candidate_ids, labels = CANDIDATES[candidates](targets, labelled, user_items)
+    candidate_ids, labels, copies = CANDIDATES[candidates](targets, labelled, user_items)
+    positions = torch.arange(len(labels), device=labels.device)
     logits = hidden[labelled] @ embed_items(candidate_ids).T - log_popularity[candidate_ids]
+    if candidates == "slots":
+        # Each item weighs as many slots as it fills; a label only its own slot (its other
+        # copies are items of the user's own window, masked below like the rest of it).
+        log_copies = copies.to(logits.dtype).log()
+        logits = (logits + log_copies).index_put((positions, labels), -log_copies[labels],
+                                                 accumulate=True)
     row_of_position = torch.nonzero(labelled, as_tuple=True)[0]
     seen = (user_items.unsqueeze(2) == candidate_ids.view(1, 1, -1)).any(dim=1)  # [B, C]
+    if candidates == "slots" and not seen[row_of_position, labels].all():
+        raise ValueError("a label is missing from its own row of user_items")
     mask = seen[row_of_position]
-    mask[torch.arange(len(labels), device=labels.device), labels] = False
+    mask[positions, labels] = False
     return F.cross_entropy(logits.masked_fill(mask, float("-inf")), labels)
