@@ -8,9 +8,11 @@ Every run: d=128 (FFN 4 x d), lr 1e-3, batch 512, AdamW (weight decay 0.1), earl
 test split is read once, for the selected epoch. Rows:
 
 * ``defaults``: the project's defaults; ``reference``: properties/profile/reference.yaml;
-* ``defaults + <option>``: one option of the profile switched on alone.
+* ``defaults + <option>``: one option of the profile switched on alone;
+* ``defaults + in-batch slots + left padding``: the two options that helped alone on valid.
 
-The two headline rows run ``--seeds`` seeds each (mean +- std); the others the first seed. Each
+The two headline rows and the combined row run ``--seeds`` seeds each (mean +- std); the
+single-option rows the first seed. Each
 run is its own process (peak memory per run) and its result file is reused when its settings
 are unchanged (``--rerun`` trains again). Prints valid and test HR/NDCG@10, the popularity-bias
 metrics of the test lists, seconds per epoch, per validation and for the test ranking.
@@ -44,6 +46,8 @@ OPTIONS = {
     "ReLU FFN, LN eps 1e-6": {"hidden_act": "relu", "layer_norm_eps": 1e-6},
     "select on HR@10": {"valid_metric": "Hit@10"},
 }
+# The options that each helped alone on valid, together, over every seed: the candidate defaults.
+COMBINED = {"in-batch slots + left padding": {"inbatch_candidates": "slots", "padding_side": "left"}}
 METRICS = ["Hit", "NDCG", "ItemCoverage", "AveragePopularity", "GiniIndex", "TailPercentage"]
 SHOWN = ["hit@10", "ndcg@10"]
 BIAS = ["itemcoverage@10", "averagepopularity@10", "giniindex@10", "tailpercentage@10"]
@@ -74,6 +78,9 @@ def runs(args) -> list[tuple[str, int, list, dict]]:
         planned.append(("defaults", seed, [], {}))
     for name, overrides in OPTIONS.items():
         planned.append((f"defaults + {name}", args.seeds[0], [], overrides))
+    for seed in args.seeds:
+        for name, overrides in COMBINED.items():
+            planned.append((f"defaults + {name}", seed, [], overrides))
     return planned
 
 
