@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 
 from train_microlens50k import METRICS, OUT  # noqa: E402
 from train_microlens50k import shared_settings as id_baseline_settings  # noqa: E402
+from result_reuse import trained_alike  # noqa: E402
 
 HEADERS = ["HR@10", "NDCG@10", "HR@20", "NDCG@20"]  # the paper's names (one positive: Recall = HR)
 SAMPLE = "microlens-sample"
@@ -118,12 +119,10 @@ def result_path(dataset: str, model: str, overrides) -> Path:
     return OUT / f"{dataset}-{model}{suffix}.json"
 
 
-def reusable(result_file: Path, settings: dict) -> bool:
-    """An earlier result trained with exactly these settings (its data_path names the dataset)."""
-    if not result_file.is_file():
-        return False
-    config = json.loads(result_file.read_text()).get("config") or {}
-    return all(config.get(key) == value for key, value in settings.items() if key != "data_path")
+def reusable(result_file: Path, model: str, settings: dict) -> bool:
+    """An earlier result trained with exactly the config these settings resolve to now."""
+    settings = dict(settings)
+    return trained_alike(result_file, model, settings.pop("dataset"), None, settings)
 
 
 def prepare_dataset(dataset: str, raw_dir: Path) -> None:
@@ -149,7 +148,7 @@ def run_model(model: str, settings: dict, result_file: Path) -> None:
 def in_subprocess(model: str, settings: dict, result_file: Path, rerun: bool = True) -> dict:
     """One model per process, so peak memory and timings are its own; with ``rerun`` False, a
     result file from the same settings is read instead."""
-    if not rerun and reusable(result_file, settings):
+    if not rerun and reusable(result_file, model, settings):
         print(f"{model}: reusing {result_file}")
         return json.loads(result_file.read_text())
     command = [sys.executable, str(Path(__file__).resolve()), "--_child", model,
@@ -181,7 +180,7 @@ def select_on_valid(model: str, settings: dict, overrides, lrs: list[float], rer
         own = model_settings(settings, lr_overrides, model)
         path = result_path(settings["dataset"], model, lr_overrides)
         valid[lr] = None
-        if report_only and not reusable(path, own):
+        if report_only and not reusable(path, model, own):
             continue
         by_lr[lr] = in_subprocess(model, own, path, rerun and not report_only)
         valid[lr] = by_lr[lr]["best_valid_score"]

@@ -7,21 +7,24 @@ Every run: d=128 (FFN 4 x d), lr 1e-3, batch 512, AdamW (weight decay 0.1), earl
 ``--stopping-step`` validations without a better selection score, at most ``--epochs`` epochs; the
 test split is read once, for the selected epoch. Rows:
 
-* ``defaults``: the project's defaults; ``reference``: properties/profile/reference.yaml;
-* ``defaults + <option>``: one option of the profile switched on alone;
-* ``defaults + in-batch slots + left padding``: the two options that helped alone on valid.
+* ``reference``: properties/profile/reference.yaml; ``defaults``: the project's defaults (for
+  SASRec, slot candidates and left padding, chosen on valid by the rows below);
+* ``defaults before``: unique candidates and right padding, the defaults until then;
+* ``defaults, <option>`` / ``defaults + <option>``: one option of the profile flipped alone.
 
-The two headline rows and the combined row run ``--seeds`` seeds each (mean +- std); the
-single-option rows the first seed. Each
-run is its own process (peak memory per run) and its result file is reused when its settings
-are unchanged (``--rerun`` trains again). Prints valid and test HR/NDCG@10, the popularity-bias
-metrics of the test lists, seconds per epoch, per validation and for the test ranking.
+The three headline rows run ``--seeds`` seeds each (mean +- std); the single-option rows the
+first seed. Each run is its own process (peak memory per run); a result file is reused when the
+config it was trained with equals the config the run resolves to now, defaults included
+(``result_reuse.py``; ``--rerun`` trains again). Prints valid and test HR/NDCG@10, the
+popularity-bias metrics of the test lists, seconds per epoch, per validation and for the test
+ranking.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -34,20 +37,27 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
 sys.path.insert(0, str(HERE))
 
+from result_reuse import trained_alike  # noqa: E402
 from train_microlens50k import OUT, convert_once  # noqa: E402
 
 REFERENCE = str(ROOT / "properties" / "profile" / "reference.yaml")
-# One option of the reference profile at a time (the profile's keys, grouped as the issue lists
-# the differences; FFN width 4 x d is the default now, so it is in both headline rows).
-OPTIONS = {
-    "in-batch slots": {"inbatch_candidates": "slots"},
-    "left padding": {"padding_side": "left"},
-    "xavier init": {"weight_init": "xavier_normal"},
-    "ReLU FFN, LN eps 1e-6": {"hidden_act": "relu", "layer_norm_eps": 1e-6},
-    "select on HR@10": {"valid_metric": "Hit@10"},
+# The defaults before section 11 chose slot candidates and left padding for SASRec on valid.
+BEFORE = {"inbatch_candidates": "unique", "padding_side": "right"}
+# rows run with every seed: name -> (config files, overrides)
+HEADLINE = {
+    "reference": ([REFERENCE], {}),
+    "defaults": ([], {}),
+    "defaults before (unique candidates, right padding)": ([], BEFORE),
 }
-# The options that each helped alone on valid, together, over every seed: the candidate defaults.
-COMBINED = {"in-batch slots + left padding": {"inbatch_candidates": "slots", "padding_side": "left"}}
+# rows run with the first seed: one option of the reference profile flipped from the defaults
+# (the profile's keys, grouped as the issue lists the differences; FFN 4 x d is in every row)
+OPTIONS = {
+    "defaults, unique candidates": {"inbatch_candidates": "unique"},
+    "defaults, right padding": {"padding_side": "right"},
+    "defaults + xavier init": {"weight_init": "xavier_normal"},
+    "defaults + ReLU FFN, LN eps 1e-6": {"hidden_act": "relu", "layer_norm_eps": 1e-6},
+    "defaults + select on HR@10": {"valid_metric": "Hit@10"},
+}
 METRICS = ["Hit", "NDCG", "ItemCoverage", "AveragePopularity", "GiniIndex", "TailPercentage"]
 SHOWN = ["hit@10", "ndcg@10"]
 BIAS = ["itemcoverage@10", "averagepopularity@10", "giniindex@10", "tailpercentage@10"]
@@ -71,38 +81,27 @@ def settings(args) -> dict:
 
 
 def runs(args) -> list[tuple[str, int, list, dict]]:
-    """(row name, seed, config files, overrides), headline rows first, seeds interleaved."""
-    planned = []
-    for seed in args.seeds:
-        planned.append(("reference", seed, [REFERENCE], {}))
-        planned.append(("defaults", seed, [], {}))
-    for name, overrides in OPTIONS.items():
-        planned.append((f"defaults + {name}", args.seeds[0], [], overrides))
-    for seed in args.seeds:
-        for name, overrides in COMBINED.items():
-            planned.append((f"defaults + {name}", seed, [], overrides))
+    """(row name, seed, config files, overrides): headline rows first, seeds interleaved."""
+    planned = [(name, seed, files, overrides)
+               for seed in args.seeds for name, (files, overrides) in HEADLINE.items()]
+    planned += [(name, args.seeds[0], [], overrides) for name, overrides in OPTIONS.items()]
     return planned
 
 
 def result_path(name: str, seed: int, dataset: str) -> Path:
-    slug = name.replace(" + ", "+").replace(" ", "_").replace(",", "").replace("@", "")
+    slug = re.sub(r"[^A-Za-z0-9+-]+", "_", name.replace(" + ", "+")).strip("_")
     return OUT / "reference_profile" / dataset / f"{slug}-seed{seed}.json"
 
 
 def run_one(dataset, config_files, config_dict, result_file: Path, rerun: bool) -> dict:
-    """Train in a child process; reuse a result trained with the same settings."""
-    wanted = {"config_files": config_files, "config_dict": config_dict}
-    if result_file.is_file() and not rerun:
-        previous = json.loads(result_file.read_text())
-        if previous.get("benchmark_settings") == wanted:
-            return previous
+    """Train in a child process; reuse a result trained with the config this run resolves to."""
+    if not rerun and trained_alike(result_file, "SASRec", dataset, config_files, config_dict):
+        return json.loads(result_file.read_text())
     result_file.parent.mkdir(parents=True, exist_ok=True)
+    wanted = {"config_files": config_files, "config_dict": config_dict}
     command = [sys.executable, __file__, "--_child", dataset, json.dumps(wanted), str(result_file)]
     subprocess.run(command, check=True, cwd=ROOT)
-    result = json.loads(result_file.read_text())
-    result["benchmark_settings"] = wanted
-    result_file.write_text(json.dumps(result, indent=2))
-    return result
+    return json.loads(result_file.read_text())
 
 
 def child(dataset: str, wanted: str, result_file: str) -> None:
@@ -169,8 +168,8 @@ def main():
         config = {**base, **overrides, "seed": seed}
         path = result_path(name, seed, args.dataset)
         if args.report:
-            if not path.is_file():
-                continue
+            if not trained_alike(path, "SASRec", args.dataset, files, config):
+                continue  # never trained, or trained under other defaults: not this row
             result = json.loads(path.read_text())
         else:
             result = run_one(args.dataset, files, config, path, args.rerun)

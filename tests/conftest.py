@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 TIER_MODULES = {
-    "unit": {"test_compat_scipy", "test_config", "test_convert", "test_dataset", "test_encoders",
-             "test_evaluation", "test_loaders", "test_loss", "test_media", "test_packaging",
-             "test_raw", "test_report", "test_sample", "test_text_store", "test_tune"},
+    "unit": {"test_benchmark_reuse", "test_compat_scipy", "test_config", "test_convert",
+             "test_dataset", "test_encoders", "test_evaluation", "test_loaders", "test_loss",
+             "test_media", "test_packaging", "test_raw", "test_report", "test_sample",
+             "test_text_store", "test_tune"},
     "ray": {"test_ray_cluster"},
     "ddp": {"test_distributed"},
 }
