@@ -82,8 +82,12 @@ def test_reference_profile_by_name_sets_every_option(root):
     assert config["inbatch_candidates"] == "slots" and config["padding_side"] == "left"
     assert config["weight_init"] == "xavier_normal" and config["valid_metric"] == "Hit@10"
     assert config["hidden_act"] == "relu" and config["layer_norm_eps"] == pytest.approx(1e-6)
-    default = MLConfig("SASRec", "refdata", None, {"data_path": str(root)})
-    assert default["inbatch_candidates"] == "unique" and default["padding_side"] == "right"
+    sasrec = MLConfig("SASRec", "refdata", None, {"data_path": str(root)})
+    assert sasrec["inbatch_candidates"] == "slots" and sasrec["padding_side"] == "left"
+    assert sasrec["weight_init"] == "normal" and sasrec["valid_metric"] == "NDCG@10"
+    for other in ("GRU4Rec", "NextItNet"):  # SASRec's choice was measured on SASRec only
+        default = MLConfig(other, "refdata", None, {"data_path": str(root)})
+        assert default["inbatch_candidates"] == "unique" and default["padding_side"] == "right"
     with pytest.raises(FileNotFoundError, match="reference"):
         MLConfig("SASRec", "refdata", ["no-such-profile"], {"data_path": str(root)})
 
