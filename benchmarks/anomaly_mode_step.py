@@ -49,18 +49,28 @@ def timed_step(trainer, batch) -> float:
     return time.perf_counter() - started
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def step_arguments(description: str) -> argparse.Namespace:
+    """The options the step benchmarks share: which data, how many steps, what model size."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
     parser.add_argument("--dataset", default="microlens-50k")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=512)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def trainer_and_batches(args, **overrides):
+    """A SASRec trainer and the first ``--steps`` + 1 training batches (one for warm-up)."""
     if args.dataset == "microlens-50k":
         convert_once(args.raw_dir)
-    trainer, train = build(args.dataset, args.dim, args.batch_size)
-    batches = [batch for _, batch in zip(range(args.steps + 1), train)]
+    trainer, train = build(args.dataset, args.dim, args.batch_size, **overrides)
+    return trainer, [batch for _, batch in zip(range(args.steps + 1), train)]
+
+
+def main():
+    args = step_arguments(__doc__.split("\n")[0])
+    trainer, batches = trainer_and_batches(args)
     times = {True: [], False: []}
     timed_step(trainer, batches[0])  # warm-up
     for batch in batches[1:]:

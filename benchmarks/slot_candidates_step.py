@@ -12,7 +12,6 @@ seconds per step and the ratios.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -24,8 +23,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from anomaly_mode_step import build, timed_step  # noqa: E402
-from train_microlens50k import convert_once  # noqa: E402
+from anomaly_mode_step import step_arguments, timed_step, trainer_and_batches  # noqa: E402
 
 from recbole_microlens.model import loss  # noqa: E402
 
@@ -50,17 +48,8 @@ VARIANTS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
-    parser.add_argument("--dataset", default="microlens-50k")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=512)
-    args = parser.parse_args()
-    if args.dataset == "microlens-50k":
-        convert_once(args.raw_dir)
-    trainer, train = build(args.dataset, args.dim, args.batch_size, padding_side="left")
-    batches = [batch for _, batch in zip(range(args.steps + 1), train)]
+    args = step_arguments(__doc__.split("\n")[0])
+    trainer, batches = trainer_and_batches(args, padding_side="left")
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     timed_step(trainer, batches[0])  # warm-up
     for batch in batches[1:]:
