@@ -32,10 +32,10 @@ def build_model(root, **overrides):
 
 def test_left_align_puts_the_newest_item_last():
     seq = torch.tensor([[3, 4, 5, 0], [7, 0, 0, 0], [1, 2, 3, 4]])
-    assert left_align(seq, torch.tensor([3, 1, 4])).tolist() == [[0, 3, 4, 5], [0, 0, 0, 7],
+    assert left_align(seq, torch.tensor([3, 1, 4]), 4).tolist() == [[0, 3, 4, 5], [0, 0, 0, 7],
                                                                  [1, 2, 3, 4]]
     targets = window_targets(seq, torch.tensor([3, 1, 4]), torch.tensor([6, 8, 9]))
-    assert left_align(targets, torch.tensor([3, 1, 4])).tolist() == [[0, 4, 5, 6], [0, 0, 0, 8],
+    assert left_align(targets, torch.tensor([3, 1, 4]), 4).tolist() == [[0, 4, 5, 6], [0, 0, 0, 8],
                                                                      [2, 3, 4, 9]]
 
 
@@ -44,13 +44,26 @@ def test_left_padding_reads_the_last_position(root):
     model.eval()
     batch = next(iter(train))
     seq, seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
-    states = model.encode(model.item_tower(left_align(seq, seq_len)), left_align(seq, seq_len), seq_len)
+    aligned = left_align(seq, seq_len, model.max_seq_length)
+    states = model.encode(model.item_tower(aligned), aligned, seq_len)
     assert torch.allclose(model.forward(seq, seq_len), states[:, -1])
     _, right, _ = build_model(root, padding_side="right")
     right.load_state_dict(model.state_dict())
     right.eval()
     assert not torch.allclose(right.forward(seq, seq_len), model.forward(seq, seq_len))
     assert torch.isfinite(model.calculate_loss(batch))
+
+
+def test_a_narrower_query_window_reads_as_the_full_window(root):
+    """A caller's own window of 3 items (recommend, a notebook) must put the newest item where
+    training put it, the last of max_seq_length positions, not the last of 3."""
+    _, model, _ = build_model(root, padding_side="left")
+    model.eval()
+    items, length = torch.tensor([[5, 9, 2]]), torch.tensor([3])
+    full = torch.nn.functional.pad(items, (0, model.max_seq_length - 3))
+    with torch.no_grad():
+        assert torch.allclose(model(items, length), model(full, length), atol=1e-6)
+    assert left_align(items, length, 6).tolist() == [[0, 0, 0, 5, 9, 2]]
 
 
 def test_weight_init_xavier_normal(root):

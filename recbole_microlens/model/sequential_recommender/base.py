@@ -21,9 +21,13 @@ PADDING_SIDES = ("right", "left")
 WEIGHT_INITS = ("normal", "xavier_normal")
 
 
-def left_align(item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-    """RecBole's windows (items at 0..len-1, zeros after) moved right, so that the newest item
-    sits at the last position and the padding comes first (the reference code's layout)."""
+def left_align(item_seq: torch.Tensor, item_seq_len: torch.Tensor, width: int) -> torch.Tensor:
+    """RecBole's windows (items at 0..len-1, zeros after) moved right in a window of ``width``,
+    so that the newest item sits at the last position and the padding comes first (the reference
+    code's layout). A narrower window (a caller's own query) is widened first: the newest item
+    must land on the position it was trained at, ``width - 1``."""
+    if item_seq.size(1) < width:
+        item_seq = F.pad(item_seq, (0, width - item_seq.size(1)))
     width = item_seq.size(1)
     positions = torch.arange(width, device=item_seq.device).unsqueeze(0)
     return item_seq.gather(1, (positions - (width - item_seq_len).unsqueeze(1)) % width)
@@ -91,7 +95,7 @@ class MLSequentialRecommender(SequentialRecommender):
         """One state per position, in the layout of ``padding_side`` (``left``: the newest item
         at the last position)."""
         if self.padding_side == "left":
-            item_seq = left_align(item_seq, item_seq_len)
+            item_seq = left_align(item_seq, item_seq_len, self.max_seq_length)
         return self.encode(self.item_tower(item_seq), item_seq, item_seq_len)
 
     def last_positions(self, item_seq_len) -> torch.Tensor:
@@ -115,7 +119,7 @@ class MLSequentialRecommender(SequentialRecommender):
         states = self.position_states(item_seq, item_seq_len)
         targets = window_targets(item_seq, item_seq_len, next_item)
         if self.padding_side == "left":
-            targets = left_align(targets, item_seq_len)
+            targets = left_align(targets, item_seq_len, self.max_seq_length)
         user_items = torch.cat([item_seq, next_item.unsqueeze(1)], dim=1)
         return inbatch_logq_loss(states, targets, self.item_tower, self.log_popularity,
                                  user_items, candidates=self.inbatch_candidates)
