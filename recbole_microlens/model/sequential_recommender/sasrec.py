@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from recbole.model.layers import TransformerEncoder
 
+from recbole_microlens.model.packed_transformer import Packing, packed_encoder
 from recbole_microlens.model.sequential_recommender.base import MLSequentialRecommender, VideoRec
 
 
@@ -30,10 +31,14 @@ class SASRec(MLSequentialRecommender):
         self.init_weights()
 
     def encode(self, item_emb, item_seq, item_seq_len):
+        """Only the filled positions go through the position-wise layers (``packed_transformer``);
+        their states equal RecBole's encoder's, padding's are zeros."""
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
-        hidden = self.dropout(self.layer_norm(item_emb + self.position_embedding(positions)))
-        attention_mask = self.get_attention_mask(item_seq)
-        return self.trm_encoder(hidden, attention_mask, output_all_encoded_layers=True)[-1]
+        packing = Packing(item_seq > 0)
+        tokens = packing.pack(item_emb + self.position_embedding(positions))
+        tokens = self.dropout(self.layer_norm(tokens))
+        tokens = packed_encoder(self.trm_encoder, tokens, packing, self.get_attention_mask(item_seq))
+        return packing.unpack(tokens)
 
 
 class SASRecV(VideoRec, SASRec):
