@@ -181,3 +181,16 @@ def test_a_slot_label_missing_from_its_row_is_an_error():
                           torch.zeros(5), user_items, candidates="slots")
     with pytest.raises(ValueError, match="missing from the batch"):
         slot_candidates(targets, targets > 0, torch.tensor([[1, 3, 0], [3, 1, 0]]))
+
+
+def test_under_bf16_autocast_the_logits_stay_float32_and_match():
+    """Autocast would run the fused addmm (and its logQ bias) in bf16 and refuse the float32
+    copy correction; the loss computes its logits in float32 whatever the context."""
+    table, log_pop, targets, user_items, hidden = _popular_batch()
+    expected = inbatch_logq_loss(hidden, targets, lambda ids: table[ids], log_pop, user_items,
+                                 candidates="slots")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = inbatch_logq_loss(hidden, targets, lambda ids: table[ids].bfloat16(), log_pop,
+                                 user_items, candidates="slots")
+    assert loss.dtype == torch.float32
+    assert abs(loss.item() - expected.item()) < 0.02

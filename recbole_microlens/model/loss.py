@@ -54,6 +54,14 @@ def slot_candidates(targets: torch.Tensor, labelled: torch.Tensor, user_items: t
 CANDIDATES = {"unique": unique_candidates, "slots": slot_candidates}
 
 
+def own_window_columns(user_items: torch.Tensor, candidate_ids: torch.Tensor):
+    """(column [B, M], present [B, M]): where each item of a row's own window sits among the
+    sorted candidates, and whether it is a candidate at all (padding and, for ``unique``, items
+    nobody has as a label are not)."""
+    columns = torch.searchsorted(candidate_ids, user_items).clamp(max=len(candidate_ids) - 1)
+    return columns, (candidate_ids[columns] == user_items) & (user_items > 0)
+
+
 def inbatch_logq_loss(
     hidden: torch.Tensor,
     targets: torch.Tensor,
@@ -67,21 +75,32 @@ def inbatch_logq_loss(
     hidden [B, L, H] position outputs; targets [B, L] labels (0 = no label); embed_items maps
     candidate ids [C] to [C, H]; log_popularity [n_items]; user_items [B, M] the ids of each row's
     own window (0 = padding), every label among them; candidates: ``unique`` or ``slots``.
+
+    The [P, C] logits are the one large tensor: the bias is fused into their matmul and the
+    user's own items are set to -inf by index (P x M writes), never through a [P, C] mask.
     """
     labelled = targets > 0
     candidate_ids, labels, copies = CANDIDATES[candidates](targets, labelled, user_items)
     positions = torch.arange(len(labels), device=labels.device)
-    logits = hidden[labelled] @ embed_items(candidate_ids).T - log_popularity[candidate_ids]
+    bias = -log_popularity[candidate_ids]
     if candidates == "slots":
         # Each item weighs as many slots as it fills; a label only its own slot (its other
         # copies are items of the user's own window, masked below like the rest of it).
-        log_copies = copies.to(logits.dtype).log()
-        logits = (logits + log_copies).index_put((positions, labels), -log_copies[labels],
-                                                 accumulate=True)
+        log_copies = copies.to(bias.dtype).log()
+        bias = bias + log_copies
+    items = embed_items(candidate_ids)
+    with torch.autocast(hidden.device.type, enabled=False):  # logQ and softmax in float32
+        logits = torch.addmm(bias.float(), hidden[labelled].float(), items.float().T)
+    if candidates == "slots":
+        logits = logits.index_put_((positions, labels), -log_copies[labels], accumulate=True)
     row_of_position = torch.nonzero(labelled, as_tuple=True)[0]
-    seen = (user_items.unsqueeze(2) == candidate_ids.view(1, 1, -1)).any(dim=1)  # [B, C]
-    if candidates == "slots" and not seen[row_of_position, labels].all():
+    columns, present = own_window_columns(user_items, candidate_ids)
+    columns, present = columns[row_of_position], present[row_of_position]  # [P, M]
+    is_label = present & (columns == labels.unsqueeze(1))
+    if candidates == "slots" and not is_label.any(dim=1).all():
         raise ValueError("a label is missing from its own row of user_items")
-    mask = seen[row_of_position]
-    mask[positions, labels] = False
-    return F.cross_entropy(logits.masked_fill(mask, float("-inf")), labels)
+    hidden_from = present & ~is_label
+    own_positions = positions.unsqueeze(1).expand_as(columns)[hidden_from]
+    logits = logits.index_put_((own_positions, columns[hidden_from]),
+                               logits.new_tensor(float("-inf")))
+    return F.cross_entropy(logits, labels)
