@@ -248,7 +248,7 @@ class MLTrainer(Trainer):
                 target_rows, target_items = target_rows.to(self.device), target_items.to(self.device)
                 mask_scores(scores, mask_rows.to(self.device), mask_items.to(self.device),
                             target_rows, target_items)
-                served = top_items(scores[target_rows], list_length) if list_length else None
+                served = top_items(scores, list_length, target_rows) if list_length else None
                 collector.add(target_ranks(scores, target_rows, target_items), target_items, served)
         if not self.config["single_spec"]:
             collector.gather()

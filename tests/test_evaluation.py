@@ -17,6 +17,7 @@ from recbole_microlens.evaluation import (
     MLEvaluator,
     RankCollector,
     RankingReport,
+    ROW_CHUNK,
     check_finite,
     mask_scores,
     ranking_metrics,
@@ -236,3 +237,28 @@ def test_unseen_targets_are_those_never_seen_in_training(prepared):
     assert unseen["ndcg@3"] == pytest.approx(0.5)
     none_cold = RankingReport(trainer.config, collector, 6, np.ones(6)).unseen_targets()
     assert none_cold["n_users"] == 0 and none_cold["hit@3"] == 0.0
+
+
+def test_finite_scores_whose_sum_overflows_are_no_error():
+    """The summed fast path must not mistake an overflowing sum of finite scores for a NaN."""
+    huge = torch.full((3, 5), 3e38)
+    assert not torch.isfinite(huge[:, 1:].sum())
+    check_finite(huge, "M", "test")
+    huge[1, 3] = float("nan")
+    with pytest.raises(FloatingPointError, match="1 non-finite"):
+        check_finite(huge, "M", "test")
+
+
+def test_ranks_and_served_lists_over_many_chunks_equal_the_direct_computation():
+    """Target rows are compared ROW_CHUNK at a time; in any order, repeated, across chunk edges."""
+    generator = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 6, (3 * ROW_CHUNK + 7, 30), generator=generator).float()  # ties
+    target_rows = torch.randint(0, len(scores), (2 * ROW_CHUNK + 5,), generator=generator)
+    target_items = torch.randint(1, 30, (len(target_rows),), generator=generator)
+    expected = [int((scores[r] >= scores[r, i]).sum()) - 1
+                for r, i in zip(target_rows.tolist(), target_items.tolist())]
+    assert target_ranks(scores, target_rows, target_items).tolist() == expected
+    served = top_items(scores, 4, target_rows)
+    assert torch.equal(served, torch.topk(scores[target_rows], 4, dim=1).indices)
+    assert torch.equal(top_items(scores, 4), torch.topk(scores, 4, dim=1).indices)
+    assert top_items(scores, 4, target_rows[:0]).shape == (0, 4)
