@@ -88,9 +88,9 @@ def runs(args) -> list[tuple[str, int, list, dict]]:
     return planned
 
 
-def result_path(name: str, seed: int, dataset: str) -> Path:
+def result_path(name: str, seed: int, folder: Path) -> Path:
     slug = re.sub(r"[^A-Za-z0-9+-]+", "_", name.replace(" + ", "+")).strip("_")
-    return OUT / "reference_profile" / dataset / f"{slug}-seed{seed}.json"
+    return folder / f"{slug}-seed{seed}.json"
 
 
 def run_one(dataset, config_files, config_dict, result_file: Path, rerun: bool) -> dict:
@@ -167,6 +167,9 @@ def main():
     parser.add_argument("--rerun", action="store_true")
     parser.add_argument("--report", action="store_true",
                         help="only tabulate the result files there are; train nothing")
+    parser.add_argument("--results", type=Path,
+                        help="folder of the result files (default: benchmarks/out/"
+                             "reference_profile/DATASET); another folder keeps runs of older code")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
@@ -180,7 +183,7 @@ def main():
         if args.only and name not in args.only:
             continue
         config = {**base, **overrides, "seed": seed}
-        path = result_path(name, seed, args.dataset)
+        path = result_path(name, seed, args.results or OUT / "reference_profile" / args.dataset)
         if args.report:
             if not trained_alike(path, "SASRec", args.dataset, files, config):
                 continue  # never trained, or trained under other defaults: not this row

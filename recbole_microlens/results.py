@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import platform
 import resource
+import subprocess
 from importlib import metadata
+from pathlib import Path
 
 from tabulate import tabulate
 
@@ -19,7 +21,25 @@ def package_versions() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    versions["source"] = source_revision()
     return versions
+
+
+def source_revision(package_dir: Path = Path(__file__).resolve().parent) -> str | None:
+    """The git commit the package's code came from, ``+modified`` when tracked files differ
+    from it; None outside a git checkout (an installed wheel). Two results of one version
+    number can come from different code: this says which."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True,
+                              text=True, timeout=10)
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0:
+            return None
+        modified = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+modified" if modified else "")
 
 
 def peak_rss_mb() -> float:
