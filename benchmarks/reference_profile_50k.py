@@ -13,7 +13,7 @@ test split is read once, for the selected epoch. Rows:
 * ``defaults, <option>`` / ``defaults + <option>``: one option of the profile flipped alone.
 
 The three headline rows run ``--seeds`` seeds each (mean +- std); the single-option rows the
-first seed. Each run is its own process (peak memory per run); a result file is reused when the
+first ``--option-seeds`` of them (default 1; ``--report`` shows every seed trained). Each run is its own process (peak memory per run); a result file is reused when the
 config it was trained with equals the config the run resolves to now, defaults included
 (``result_reuse.py``; ``--rerun`` trains again). Prints valid and test HR/NDCG@10, the
 popularity-bias metrics of the test lists, seconds per epoch, per validation and for the test
@@ -49,7 +49,7 @@ HEADLINE = {
     "defaults": ([], {}),
     "defaults before (unique candidates, right padding)": ([], BEFORE),
 }
-# rows run with the first seed: one option of the reference profile flipped from the defaults
+# rows run with the first --option-seeds seeds: one option of the reference profile flipped from the defaults
 # (the profile's keys, grouped as the issue lists the differences; FFN 4 x d is in every row)
 OPTIONS = {
     "defaults, unique candidates": {"inbatch_candidates": "unique"},
@@ -84,7 +84,9 @@ def runs(args) -> list[tuple[str, int, list, dict]]:
     """(row name, seed, config files, overrides): headline rows first, seeds interleaved."""
     planned = [(name, seed, files, overrides)
                for seed in args.seeds for name, (files, overrides) in HEADLINE.items()]
-    planned += [(name, args.seeds[0], [], overrides) for name, overrides in OPTIONS.items()]
+    option_seeds = args.seeds if args.report else args.seeds[:args.option_seeds]
+    planned += [(name, seed, [], overrides)
+                for name, overrides in OPTIONS.items() for seed in option_seeds]
     return planned
 
 
@@ -158,6 +160,8 @@ def main():
     parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
     parser.add_argument("--dataset", default="microlens-50k")
     parser.add_argument("--seeds", type=int, nargs="+", default=[2024, 2025, 2026])
+    parser.add_argument("--option-seeds", type=int, default=1,
+                        help="how many of --seeds the single-option rows train")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--stopping-step", type=int, default=3)
     parser.add_argument("--dim", type=int, default=128)
