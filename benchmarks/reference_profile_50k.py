@@ -146,12 +146,13 @@ def table(results: dict[str, list[dict]]) -> str:
                   mean_std([min(r["seconds"]["per_epoch"]) for r in group], 1),
                   mean_std([statistics.mean(r["seconds"]["per_validation"]) for r in group], 1),
                   mean_std([r["seconds"]["test"] for r in group], 1)]
+        cells.append(" ".join(sorted({r["versions"].get("source") or "unrecorded" for r in group})))
         rows.append(cells)
     headers = (["row", "seeds", "valid HR@10", "valid NDCG@10", "test HR@10", "test NDCG@10"]
                + ["test " + m.replace("@10", "").replace("averagepopularity", "avg pop")
                   .replace("itemcoverage", "coverage").replace("tailpercentage", "tail %")
                   .replace("giniindex", "gini") + "@10" for m in BIAS]
-               + ["epochs", "s/epoch", "fastest epoch s", "s/valid", "s test"])
+               + ["epochs", "s/epoch", "fastest epoch s", "s/valid", "s test", "code"])
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
