@@ -1,6 +1,7 @@
 """What a run reports: a JSON result file and a readable table."""
 from __future__ import annotations
 
+import functools
 import platform
 import resource
 import subprocess
@@ -25,14 +26,20 @@ def package_versions() -> dict:
     return versions
 
 
+@functools.lru_cache(maxsize=None)
 def source_revision(package_dir: Path = Path(__file__).resolve().parent) -> str | None:
     """The git commit the package's code came from, ``+modified`` when tracked files differ
-    from it; None outside a git checkout (an installed wheel). Two results of one version
-    number can come from different code: this says which."""
+    from it; None unless the package sits at the top of a git checkout (an installed wheel, or
+    a site-packages inside some other project's repository). Two results of one version number
+    can come from different code: this says which. Read once per process (checkpoints ask on
+    every save), so it names the code the process imported."""
     def git(*args):
         return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True,
                               text=True, timeout=10)
     try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != package_dir.parent:
+            return None
         head = git("rev-parse", "--short=12", "HEAD")
         if head.returncode != 0:
             return None
