@@ -13,9 +13,10 @@ test split is read once, for the selected epoch. Rows:
 * ``defaults, <option>`` / ``defaults + <option>``: one option of the profile flipped alone.
 
 The three headline rows run ``--seeds`` seeds each (mean +- std); the single-option rows the
-first ``--option-seeds`` of them (default 1; ``--report`` shows every seed trained). Each run is its own process (peak memory per run); a result file is reused when the
-config it was trained with equals the config the run resolves to now, defaults included
-(``result_reuse.py``; ``--rerun`` trains again). Prints valid and test HR/NDCG@10, the
+first ``--option-seeds`` of them (default 1; ``--report`` shows every seed trained). Each run
+is its own process (peak memory per run); a result file is reused when the config it was
+trained with equals the config the run resolves to now, defaults included (``result_reuse.py``;
+``--rerun`` trains again). Prints valid and test HR/NDCG@10, the
 popularity-bias metrics of the test lists, seconds per epoch, per validation and for the test
 ranking.
 """
@@ -49,7 +50,8 @@ HEADLINE = {
     "defaults": ([], {}),
     "defaults before (unique candidates, right padding)": ([], BEFORE),
 }
-# rows run with the first --option-seeds seeds: one option of the reference profile flipped from the defaults
+# rows run with the first --option-seeds seeds: one option of the reference profile flipped
+# from the defaults
 # (the profile's keys, grouped as the issue lists the differences; FFN 4 x d is in every row)
 OPTIONS = {
     "defaults, unique candidates": {"inbatch_candidates": "unique"},

@@ -92,15 +92,15 @@ def inbatch_logq_loss(
     with torch.autocast(hidden.device.type, enabled=False):  # logQ and softmax in float32
         logits = torch.addmm(bias.float(), hidden[labelled].float(), items.float().T)
     if candidates == "slots":
-        logits = logits.index_put_((positions, labels), -log_copies[labels], accumulate=True)
+        logits.index_put_((positions, labels), -log_copies[labels].to(logits.dtype),
+                          accumulate=True)
     row_of_position = torch.nonzero(labelled, as_tuple=True)[0]
     columns, present = own_window_columns(user_items, candidate_ids)
     columns, present = columns[row_of_position], present[row_of_position]  # [P, M]
     is_label = present & (columns == labels.unsqueeze(1))
     if candidates == "slots" and not is_label.any(dim=1).all():
         raise ValueError("a label is missing from its own row of user_items")
-    hidden_from = present & ~is_label
-    own_positions = positions.unsqueeze(1).expand_as(columns)[hidden_from]
-    logits = logits.index_put_((own_positions, columns[hidden_from]),
-                               logits.new_tensor(float("-inf")))
+    masked = present & ~is_label  # the user's own items other than the label: not negatives
+    masked_positions = positions.unsqueeze(1).expand_as(columns)[masked]
+    logits.index_put_((masked_positions, columns[masked]), logits.new_tensor(float("-inf")))
     return F.cross_entropy(logits, labels)
