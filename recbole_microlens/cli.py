@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(commands)
     _add_prepare_media(commands)
     _add_encoders(commands)
+    _add_fetch_weights(commands)
     _add_tune(commands)
     _add_sweep(commands)
     _add_report(commands)
@@ -136,17 +137,51 @@ def run_prepare_media(args: argparse.Namespace) -> int:
 
 
 def _add_encoders(commands) -> None:
-    parser = commands.add_parser("encoders", help="list the item encoders (video, image, text)")
+    parser = commands.add_parser(
+        "encoders", help="list the item encoders, their pre-trained weights and cache state",
+        description="Each encoder: modality, upstream weights (source, file or hub id, size), "
+                    "whether they are cached here, and what it is.")
     parser.add_argument("--modality", choices=("video", "image", "text"))
     parser.set_defaults(run=run_encoders)
 
 
 def run_encoders(args: argparse.Namespace) -> int:
     from recbole_microlens.encoders import ENCODERS, list_encoders
+    from recbole_microlens.encoders.weights import is_cached
 
+    print(f"{'name':<15} {'kind':<6} {'weights':<58} {'MB':>5}  {'cached':<6}  description")
     for name in list_encoders(args.modality):
-        spec = ENCODERS[name]
-        print(f"{name:<15} {spec.modality:<6} {spec.description}")
+        spec, weights = ENCODERS[name], ENCODERS[name].weights
+        source = f"{weights.kind}: {weights.name}" if weights else "none"
+        size = f"{weights.size_mb:.0f}" if weights else "-"
+        cached = ("yes" if is_cached(weights) else "no") if weights else "-"
+        print(f"{name:<15} {spec.modality:<6} {source:<58} {size:>5}  {cached:<6}  "
+              f"{spec.description}")
+    return 0
+
+
+def _add_fetch_weights(commands) -> None:
+    parser = commands.add_parser(
+        "fetch-weights", help="fill the weights caches ahead of time (clusters without internet)",
+        description="Download each encoder's pre-trained weights into the cache training reads "
+                    "(torch.hub's $TORCH_HOME/hub/checkpoints, or the model hub's cache under "
+                    "HF_HOME), or with --from DIR copy files downloaded elsewhere into it.")
+    parser.add_argument("encoders", nargs="+", metavar="NAME",
+                        help="names from `recbole-microlens encoders`, or 'all'")
+    parser.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                        help="import instead of downloading: a folder holding the upstream files "
+                             "(e.g. X3D_XS.pyth) or hub cache folders (models--ORG--NAME)")
+    parser.set_defaults(run=run_fetch_weights)
+
+
+def run_fetch_weights(args: argparse.Namespace) -> int:
+    from recbole_microlens.encoders import ENCODERS, encoder_spec
+    from recbole_microlens.encoders.weights import fill_cache
+
+    names = list(ENCODERS) if args.encoders == ["all"] else args.encoders
+    for name in names:
+        path = fill_cache(name, encoder_spec(name).weights, args.from_dir)
+        print(f"{name:<15} {path}")
     return 0
 
 
@@ -205,8 +240,9 @@ def _add_extract_features(commands) -> None:
                         help="raw release with videos/ and covers/ (default: <dataset folder>/raw)")
     parser.add_argument("--encoder", default="videomae-b",
                         help="registered encoder (default: videomae-b, the paper's VIDRec encoder)")
-    parser.add_argument("--encoder-checkpoint", type=Path, metavar="PATH",
-                        help="local weights (file or folder); without it the weights are random")
+    parser.add_argument("--encoder-checkpoint", default="pretrained", metavar="WEIGHTS",
+                        help="pretrained (default: the encoder's upstream weights, from or into "
+                             "their cache), random, a local file or folder, a hub id or a URL")
     parser.add_argument("--tokenizer-path", type=Path, metavar="DIR",
                         help="text encoders: tokenizer folder (default: the checkpoint folder)")
     parser.add_argument("--frames", type=int, help="frames per clip (default: the encoder's)")

@@ -39,6 +39,7 @@ from recbole_microlens.data.item_inputs import ItemSource
 from recbole_microlens.data.media import PAD_TOKEN, read_item_tokens
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.encoder_factory import EncoderChoice, build_encoder_inputs, build_item_encoder
+from recbole_microlens.encoders.weights import PRETRAINED
 from recbole_microlens.io import atomic_open, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def extract_features(
     dataset: str,
     encoder: str,
     *,
-    checkpoint: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = PRETRAINED,
     raw_dir: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     batch_size: int = 64,
@@ -88,11 +89,13 @@ def extract_features(
 
     Atomic files are converted from ``raw_dir`` (or the sample generated) when missing, and the
     media or title store is built on first use. Encoder and inputs come from the same factory
-    as a tower's (``encoder_factory``): a pre-trained text checkpoint reads its own tokenizer,
-    an error when it has none unless ``tokenizer_path`` is given; random weights read a
-    WordPiece trained on the titles.
+    as a tower's (``encoder_factory``): ``checkpoint`` is an ``encoder_checkpoint`` value (default
+    the encoder's upstream weights, fetched into their cache; ``random``); a pre-trained text
+    checkpoint reads its own tokenizer, an error when it has none unless ``tokenizer_path`` is
+    given; random weights read a WordPiece trained on the titles.
     """
     choice = EncoderChoice(encoder, checkpoint, dict(overrides or {}), tokenizer_path)
+    weights = choice.weights.path  # missing weights stop here, before any data work
     dataset_dir = Path(data_path) / dataset
     ensure_atomic_files({"dataset": dataset, "data_path": str(dataset_dir), "warm": None,
                          "raw_data_path": None if raw_dir is None else str(raw_dir)})
@@ -103,7 +106,7 @@ def extract_features(
     model = _frozen_encoder(choice, inputs, device)
 
     path = Path(out) if out is not None else default_features_path(dataset_dir, encoder)
-    identity = _identity(dataset, model, checkpoint, inputs.store, tokens, batch_size, device)
+    identity = _identity(dataset, model, weights, inputs.store, tokens, batch_size, device)
     matrix, done = _open_or_resume(path, identity, (len(tokens), model.out_dim))
     computed = _compute_rows(model, inputs, matrix, done, path, batch_size, device, limit, progress)
     if done.all():

@@ -13,6 +13,7 @@ from recbole_microlens.checkpoint import load_data_and_model  # noqa: F401  (Rec
 from recbole_microlens.config import MLConfig
 from recbole_microlens.data.dataset import create_dataset
 from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.encoder_factory import prefetch_weights
 from recbole_microlens.model import get_model
 from recbole_microlens.results import (
     jsonable_config,
@@ -46,6 +47,7 @@ def run_recbole_ml(
     logger = logging.getLogger()
     logger.info(config)
 
+    prefetch_weights(config)  # missing encoder weights stop the run before any data work
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)

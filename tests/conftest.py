@@ -23,7 +23,7 @@ TIER_MODULES = {
              "test_dataset", "test_encoders", "test_evaluation", "test_loaders", "test_loss",
              "test_media", "test_packaging", "test_packed_transformer", "test_raw",
              "test_report", "test_results_source", "test_sample", "test_text_store",
-             "test_tune"},
+             "test_tune", "test_weights"},
     "ray": {"test_ray_cluster"},
     "ddp": {"test_distributed"},
 }

@@ -257,6 +257,17 @@ def load_cover(path: str | os.PathLike, size: int) -> DecodedRow:
 # ------------------------------------------------------------------- per-row decoders ---
 # Picklable callables token -> pixels of one row: what a worker process runs.
 
+# An item's files in a raw release: ``videos/<token>.mp4`` and ``covers/<token>.jpg``.
+VIDEO_SUFFIX, COVER_SUFFIX = ".mp4", ".jpg"
+
+
+def video_file(videos_dir: Path, token: str) -> Path:
+    return Path(videos_dir) / f"{token}{VIDEO_SUFFIX}"
+
+
+def cover_file(covers_dir: Path, token: str) -> Path:
+    return Path(covers_dir) / f"{token}{COVER_SUFFIX}"
+
 
 @dataclass(frozen=True)
 class FrameRowDecoder:
@@ -266,7 +277,7 @@ class FrameRowDecoder:
     seek: bool = True
 
     def __call__(self, token: str) -> DecodedRow:
-        row = decode_clip(self.videos_dir / f"{token}.mp4", self.spec, seek=self.seek)
+        row = decode_clip(video_file(self.videos_dir, token), self.spec, seek=self.seek)
         if row.pixels is None:
             row.pixels = np.broadcast_to(self._still(token), self.spec.row_shape)
         return row
@@ -274,7 +285,7 @@ class FrameRowDecoder:
     def _still(self, token: str) -> np.ndarray:
         """What a video without decodable frames shows: its cover, else grey."""
         if self.covers_dir is not None:
-            cover = load_cover(self.covers_dir / f"{token}.jpg", self.spec.size).pixels
+            cover = load_cover(cover_file(self.covers_dir, token), self.spec.size).pixels
             if cover is not None:
                 return cover
         return np.full(self.spec.row_shape[1:], GREY, dtype=np.uint8)
@@ -286,7 +297,7 @@ class CoverRowDecoder:
     spec: CoverSpec
 
     def __call__(self, token: str) -> DecodedRow:
-        row = load_cover(self.covers_dir / f"{token}.jpg", self.spec.size)
+        row = load_cover(cover_file(self.covers_dir, token), self.spec.size)
         if row.pixels is None:
             row.pixels = np.full(self.spec.row_shape, GREY, dtype=np.uint8)
         return row

@@ -7,19 +7,24 @@ only ever see ``inputs(ids)``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from recbole_microlens.data.decode import COVER_SUFFIX, VIDEO_SUFFIX
 from recbole_microlens.data.media import FrameSpec, MediaStore, build_cover_store, build_frame_store
-from recbole_microlens.data.text import TitleStore, prepare_titles
+from recbole_microlens.data.text import TitleStore, prepare_titles, read_titles
 
 logger = logging.getLogger(__name__)
 
 # Store statuses whose row shows the item's own content (media.STATUSES, text's title statuses).
 REAL_CONTENT = ("ok", "partial", "padding")
+# A content model stops when more items than this share have no content of their own (no
+# video nor cover: a grey clip; no cover; no title): it would learn from fallbacks, not items.
+MAX_MISSING_CONTENT = 0.5
 
 
 class ItemInputs:
@@ -166,6 +171,54 @@ def resolve_tokenizer(checkpoint, tokenizer_path) -> str | None:
         f"text encoder checkpoint {checkpoint} has no tokenizer ({' or '.join(TOKENIZER_FILES)}"
         f"{'' if folder.is_dir() else ' beside a weights file'}): its embedding table needs the "
         "tokenizer it was trained with; give its folder as tokenizer_path (--tokenizer-path)")
+
+
+def items_without_content(item_tokens: list[str], modality: str, source: ItemSource) -> int:
+    """How many items (``item_tokens[1:]``; 0 is padding) have no file of their own to show:
+    no video and no cover (a grey clip), no cover, or no non-empty title. Counted from file
+    names before any store is built, so a release without media stops at once."""
+    tokens = list(item_tokens[1:])
+    if modality == "text":
+        titles_csv = source.dataset_dir / f"{source.dataset_dir.name}.titles.csv"
+        titles = read_titles(titles_csv) if titles_csv.is_file() else {}
+        return sum(not (titles.get(token) or "").strip() for token in tokens)
+    folders = {"covers": COVER_SUFFIX, **({"videos": VIDEO_SUFFIX} if modality == "video" else {})}
+    if not any((source.raw / name).is_dir() for name in folders) and _has_store(source, modality):
+        return 0  # stores built elsewhere, raw media gone: their statuses are what the run sees
+    shown = set().union(*(_file_stems(source.raw / name, suffix) for name, suffix in folders.items()))
+    return sum(token not in shown for token in tokens)
+
+
+def _has_store(source: ItemSource, modality: str) -> bool:
+    prefix = "frames_" if modality == "video" else "covers_"
+    return source.media.is_dir() and any(path.name.startswith(prefix)
+                                         for path in source.media.iterdir())
+
+
+def _file_stems(folder: Path, suffix: str) -> set[str]:
+    if not folder.is_dir():
+        return set()
+    return {name[: -len(suffix)] for name in os.listdir(folder) if name.endswith(suffix)}
+
+
+def require_content(item_tokens: list[str], modality: str, source: ItemSource, *,
+                    allowed: bool = False) -> None:
+    """Stop a content model whose items mostly lack their own content (more than
+    ``MAX_MISSING_CONTENT``), unless ``allowed`` (``allow_missing_content: true``)."""
+    missing, total = items_without_content(item_tokens, modality, source), len(item_tokens) - 1
+    if not missing:
+        return
+    what = {"video": f"no video or cover in {source.raw / 'videos'} or {source.raw / 'covers'} "
+                     "(a grey fallback clip)",
+            "image": f"no cover in {source.raw / 'covers'} (a grey fallback image)",
+            "text": "no title (an empty title)"}[modality]
+    message = f"item_modality {modality}: {missing:,} of {total:,} items have {what}"
+    if allowed or missing <= MAX_MISSING_CONTENT * total:
+        logger.warning("%s%s", message, " (allow_missing_content: true)" if allowed else "")
+        return
+    raise ValueError(f"{message}: the encoder would learn from fallbacks, not items. Point "
+                     f"raw_data_path at a release with the media, choose a modality the data has "
+                     f"(e.g. item_modality: text), or set allow_missing_content: true")
 
 
 def _log_report(report) -> None:

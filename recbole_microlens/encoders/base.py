@@ -7,14 +7,21 @@ the table (``registry``) both import it and never each other's way round.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
 from recbole_microlens.encoders.checkpoints import CheckpointFormat
+from recbole_microlens.encoders.weights import WeightsSource
+
+logger = logging.getLogger(__name__)
 
 FINETUNE_MODES = ("frozen", "top", "full")
+# What the encoder returns: its penultimate features, or (where the upstream weights hold a
+# classifier the reference code reads) that classifier's output, e.g. Kinetics-400 logits.
+HEADS = ("features", "logits")
 # How the frozen trunk runs while the top trains: ``eval`` (fixed BatchNorm statistics, no
 # dropout: a function of the item alone, so it can be cached) or ``train`` (the reference code:
 # frozen layers follow the model's mode, BatchNorm normalises with batch statistics).
@@ -40,7 +47,10 @@ Builder = Callable[[InputSpec, dict], Blocks]
 @dataclass(frozen=True)
 class EncoderSpec:
     """A registry entry. ``builder(input, overrides) -> (blocks, out_dim)`` makes random weights;
-    ``checkpoint_format`` maps the original pre-trained weights onto those blocks."""
+    ``checkpoint_format`` maps the original pre-trained weights onto those blocks; ``weights``
+    says where those weights are published (``encoder_checkpoint: pretrained``); ``logits_head``
+    whether the builder can keep the upstream classifier (``encoder_head: logits``, builder
+    override ``head``)."""
 
     name: str
     modality: str
@@ -48,6 +58,8 @@ class EncoderSpec:
     checkpoint_format: CheckpointFormat
     input: InputSpec
     description: str
+    weights: WeightsSource | None = None
+    logits_head: bool = False
 
 
 class ItemEncoder(nn.Module):
@@ -58,9 +70,11 @@ class ItemEncoder(nn.Module):
     ``run_blocks(x, 0, k)`` per item; no block modifies its input.
     """
 
-    def __init__(self, name: str, blocks: list[nn.Module], out_dim: int, spec_input: InputSpec):
+    def __init__(self, name: str, blocks: list[nn.Module], out_dim: int, spec_input: InputSpec,
+                 pretrained: bool = False):
         super().__init__()
         self.name = name
+        self.pretrained = pretrained  # whether weights were loaded (False: random)
         self.blocks = nn.ModuleList(blocks)
         self.out_dim = out_dim
         self.input = spec_input  # what this encoder was built for (the spec's, plus overrides)
@@ -102,6 +116,11 @@ class ItemEncoder(nn.Module):
             raise ValueError(f"frozen_trunk_mode {trunk_mode!r} is unknown; choose one of {TRUNK_MODES}")
         self.trunk_mode = trunk_mode
         self._trainable_start = self._first_trainable_block(mode, top_blocks)
+        if not self.pretrained and self._trainable_start > 0:
+            logger.warning("%s: its random weights stay fixed in blocks[:%d] (finetune: %s): "
+                           "those layers compute random features; load pre-trained weights "
+                           "(encoder_checkpoint: pretrained) or train it all (finetune: full)",
+                           self.name, self._trainable_start, mode)
         for index, block in enumerate(self.blocks):
             trains = index >= self._trainable_start
             for name, parameter in block.named_parameters(prefix=f"blocks.{index}"):

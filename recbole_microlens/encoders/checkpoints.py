@@ -13,6 +13,7 @@ own layout (a fine-tuned encoder saved by us) load unchanged.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,10 +112,12 @@ def rename_keys(state: dict, fmt: CheckpointFormat, *, own_keys, last: int) -> t
     own_keys = set(own_keys)
     renamed, ignored, file_keys = {}, [], {}
     for key, tensor in state.items():
-        if key not in own_keys and any(re.search(pattern, key) for pattern in fmt.ignored):
+        our_key = key if key in own_keys else _apply_rules(key, fmt.rules, last)
+        # dropped on purpose only where the encoder has no place for it (a logits head keeps
+        # the classifier the features head drops)
+        if our_key not in own_keys and any(re.search(pattern, key) for pattern in fmt.ignored):
             ignored.append(key)
             continue
-        our_key = key if key in own_keys else _apply_rules(key, fmt.rules, last)
         renamed[our_key] = tensor
         file_keys[our_key] = key
     return renamed, ignored, file_keys
@@ -196,3 +199,15 @@ def _describe(title: str, keys: list[str]) -> str:
     shown = "\n  ".join(keys[:MAX_KEYS_SHOWN])
     more = f"\n  ... and {len(keys) - MAX_KEYS_SHOWN} more" if len(keys) > MAX_KEYS_SHOWN else ""
     return f"{len(keys)} {title} key(s):\n  {shown}{more}"
+
+
+def checkpoint_config(path: str | Path) -> dict:
+    """The ``config.json`` of a Hugging Face folder (or beside a weights file); {} without one."""
+    path = Path(path)
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    if not config.is_file():
+        return {}
+    try:
+        return json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{config} is not readable JSON ({error})") from error

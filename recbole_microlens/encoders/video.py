@@ -37,6 +37,8 @@ TUBELET_FRAMES = 2
 
 PYTORCHVIDEO_FORMAT = CheckpointFormat(
     expected="a pytorchvideo .pyth file (torch file holding {'model_state': state_dict})",
+    # The classifier: loaded into a logits head (the pool block), else dropped.
+    rules=(KeyRule(r"^blocks\.\d+\.proj\.", "blocks.{last}.proj."),),
     ignored=(r"^blocks\.\d+\.proj\.",),
 )
 MVIT_FORMAT = CheckpointFormat(
@@ -45,6 +47,7 @@ MVIT_FORMAT = CheckpointFormat(
         KeyRule(r"^(?P<name>patch_embed|cls_positional_encoding)\.", "blocks.0.{name}."),
         KeyRule(r"^blocks\.(?P<i>\d+)\.", "blocks.{i}.block.", shift=1),
         KeyRule(r"^norm_embed\.", "blocks.{last}.norm."),
+        KeyRule(r"^head\.proj\.", "blocks.{last}.proj."),
     ),
     ignored=(r"^head\.",),
     resizable=("pos_embed_temporal",),
@@ -79,14 +82,40 @@ def tubelet_frames(frames: int) -> int:
     return -(-frames // TUBELET_FRAMES) * TUBELET_FRAMES
 
 
-class SpatiotemporalMeanPool(nn.Module):
+class PoolHead(nn.Module):
+    """A last (pooling) block that may keep the upstream classifier (dropout, ``proj``, its
+    activation, named as upstream): it then returns the classifier's output, e.g. the
+    Kinetics-400 logits the reference code projects (``encoder_head: logits``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropout = self.proj = self.activation = None
+
+    def keep_classifier(self, head: nn.Module) -> PoolHead:
+        self.dropout, self.proj, self.activation = head.dropout, head.proj, head.activation
+        return self
+
+    @property
+    def out_dim(self) -> int | None:
+        return None if self.proj is None else self.proj.out_features
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        if self.proj is None:
+            return features
+        for layer in (self.dropout, self.proj, self.activation):
+            if layer is not None:
+                features = layer(features)
+        return features
+
+
+class SpatiotemporalMeanPool(PoolHead):
     """``[N, C, T, H, W] -> [N, C]``: the heads' fixed-kernel average, for any clip size."""
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        return clip.mean(dim=(2, 3, 4))
+        return self.classify(clip.mean(dim=(2, 3, 4)))
 
 
-class X3DHeadPool(nn.Module):
+class X3DHeadPool(PoolHead):
     """X3D's learned head without its classifier: 1x1x1 conv, BN, ReLU, global pool (the
     Kinetics kernel made adaptive), 1x1x1 conv to 2048, ReLU. Named ``pool`` as upstream."""
 
@@ -96,7 +125,7 @@ class X3DHeadPool(nn.Module):
         self.pool = projected_pool
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.pool(features).flatten(1)
+        return self.classify(self.pool(features).flatten(1))
 
 
 class SlowFastStem(nn.Module):
@@ -115,11 +144,11 @@ class SlowFastStem(nn.Module):
         return self.multipathway_fusion(pathways)
 
 
-class SlowFastPool(nn.Module):
+class SlowFastPool(PoolHead):
     """``[slow, fast] -> [N, C_slow + C_fast]``: each pathway averaged, then concatenated."""
 
     def forward(self, pathways: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([x.mean(dim=(2, 3, 4)) for x in pathways], dim=1)
+        return self.classify(torch.cat([x.mean(dim=(2, 3, 4)) for x in pathways], dim=1))
 
 
 class MViTEmbed(nn.Module):
@@ -155,7 +184,7 @@ class MViTBlock(nn.Module):
         return self.block(tokens, list(self.thw))[0]
 
 
-class ClassTokenPool(nn.Module):
+class ClassTokenPool(PoolHead):
     """Final norm, then the class token: the feature MViT's own classifier reads."""
 
     def __init__(self, norm: nn.Module):
@@ -163,7 +192,7 @@ class ClassTokenPool(nn.Module):
         self.norm = norm
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.norm(tokens)[:, 0]
+        return self.classify(self.norm(tokens)[:, 0])
 
 
 class VideoMAEEmbed(nn.Module):
@@ -189,12 +218,27 @@ class MeanTokenPool(nn.Module):
         return self.norm(tokens.mean(dim=1))
 
 
+def _split_head(overrides: dict) -> tuple[bool, dict]:
+    """(whether the builder override ``head`` asks for the logits head, the other overrides)."""
+    rest = dict(overrides)
+    return rest.pop("head", "features") == "logits", rest
+
+
+def _pool_head(pool: PoolHead, head: nn.Module, logits: bool) -> tuple[PoolHead, int]:
+    """``pool``, keeping the upstream classifier ``head`` for a logits head; and its output size."""
+    if logits:
+        pool.keep_classifier(head)
+    return pool, pool.out_dim or head.proj.in_features
+
+
 def pytorchvideo_cnn(hub_model: Callable[..., nn.Module]) -> Builder:
     """Builder for a pytorchvideo ResNet-style net: its blocks with the head made a mean pool."""
 
     def build(spec_input: InputSpec, overrides: dict) -> Blocks:
+        logits, overrides = _split_head(overrides)
         *trunk, head = hub_model(pretrained=False, **overrides).blocks
-        return [*trunk, SpatiotemporalMeanPool()], head.proj.in_features
+        pool, out_dim = _pool_head(SpatiotemporalMeanPool(), head, logits)
+        return [*trunk, pool], out_dim
 
     return build
 
@@ -203,8 +247,10 @@ def pytorchvideo_x3d(hub_model: Callable[..., nn.Module]) -> Builder:
     """Builder for an X3D size: the learned head kept, its pooling global."""
 
     def build(spec_input: InputSpec, overrides: dict) -> Blocks:
+        logits, overrides = _split_head(overrides)
         *trunk, head = hub_model(pretrained=False, **overrides).blocks
-        return [*trunk, X3DHeadPool(head.pool)], head.proj.in_features
+        pool, out_dim = _pool_head(X3DHeadPool(head.pool), head, logits)
+        return [*trunk, pool], out_dim
 
     return build
 
@@ -213,11 +259,13 @@ def pytorchvideo_slowfast(hub_model: Callable[..., nn.Module]) -> Builder:
     """Builder for a SlowFast depth: one-clip stem, the four fused stages, a two-pathway pool."""
 
     def build(spec_input: InputSpec, overrides: dict) -> Blocks:
+        logits, overrides = _split_head(overrides)
         stem, *stages, _pool_concat, head = hub_model(pretrained=False, **overrides).blocks
         for stage in stages:
             stage.inplace = False  # in place, a stage would overwrite a cached trunk output
         alpha = stem.multipathway_fusion.conv_fast_to_slow.stride[0]
-        return [SlowFastStem(stem, alpha), *stages, SlowFastPool()], head.proj.in_features
+        pool, out_dim = _pool_head(SlowFastPool(), head, logits)
+        return [SlowFastStem(stem, alpha), *stages, pool], out_dim
 
     return build
 
@@ -226,6 +274,7 @@ def pytorchvideo_mvit(hub_model: Callable[..., nn.Module]) -> Builder:
     """Builder for an MViT-B: built for the (padded) clip length and frame size of the input."""
 
     def build(spec_input: InputSpec, overrides: dict) -> Blocks:
+        logits, overrides = _split_head(overrides)
         frames = tubelet_frames(spec_input.frames)
         settings = {"temporal_size": frames, "spatial_size": spec_input.size, **overrides}
         mvit = hub_model(pretrained=False, **settings)
@@ -234,8 +283,11 @@ def pytorchvideo_mvit(hub_model: Callable[..., nn.Module]) -> Builder:
         for block in mvit.blocks:
             blocks.append(MViTBlock(block, thw))
             thw = _pooled_grid(thw, block.attn.pool_q)
-        blocks.append(ClassTokenPool(mvit.norm_embed))
-        return blocks, mvit.norm_embed.normalized_shape[0]
+        pool = ClassTokenPool(mvit.norm_embed)
+        if logits:
+            pool.keep_classifier(mvit.head)
+        blocks.append(pool)
+        return blocks, pool.out_dim or mvit.norm_embed.normalized_shape[0]
 
     return build
 

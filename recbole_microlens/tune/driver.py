@@ -61,6 +61,7 @@ def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
     race to write it), and paths become absolute (Ray runs each trial in its own directory)."""
     from recbole_microlens.config import MLConfig
     from recbole_microlens.data.prepare import ensure_atomic_files
+    from recbole_microlens.encoder_factory import prefetch_weights
 
     both = sorted(set(overrides) & set(swept))
     if both:
@@ -70,10 +71,13 @@ def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
     with recbole_globals_contained():
         config = MLConfig(model, dataset, files or None, dict(fixed))
         _check_swept_keys(model, config, swept)
+        prefetch_weights(config)  # fetched once, and missing weights stop the sweep at once
         ensure_atomic_files(config)
     # RecBole's data_path is <data_path>/<dataset>; the trials need the root.
     fixed["data_path"] = str(Path(config["data_path"]).resolve().parent)
-    fixed.update({key: str(Path(config[key]).resolve()) for key in PATH_KEYS if config[key]})
+    # encoder_checkpoint may name weights instead of a path (pretrained, random, a hub id)
+    fixed.update({key: str(Path(config[key]).resolve()) for key in PATH_KEYS
+                  if config[key] and (key != "encoder_checkpoint" or Path(config[key]).exists())})
     setup = {"model": config["model"], "dataset": config["dataset"], "config_files": files,
              "fixed": fixed}
     return setup, config["epochs"]
