@@ -100,7 +100,8 @@ def load_data_and_model(model_file, overrides: dict | None = None, verify: bool 
     from recbole_microlens.model import get_model
 
     checkpoint = read_checkpoint(model_file)
-    config = rebuild_config(checkpoint, overrides)
+    # the trained state dict brings the encoder's weights: its pre-trained start is not needed
+    config = rebuild_config(checkpoint, {"encoder_checkpoint": "trained", **(overrides or {})})
     if verify:
         check_atomic_files(checkpoint, config, model_file)
     init_seed(config["seed"], config["reproducibility"])

@@ -14,9 +14,13 @@ out of the quick tier until it is listed there.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# No test reaches the network (weights come from caches the tests seed); subprocesses inherit it.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 TIER_MODULES = {
     "unit": {"test_benchmark_reuse", "test_compat_scipy", "test_config", "test_convert",

@@ -29,6 +29,8 @@ def make_config(root: Path, dataset: str, model: str = "SASRec", **overrides) ->
         "embedding_size": 8,
         "train_batch_size": 4,
         "eval_batch_size": 16,
+        # content models train random encoders here (tests that load weights seed a cache)
+        "encoder_checkpoint": "random",
     }
     options.update(overrides)
     return MLConfig(model=model, dataset=dataset, config_dict=options)

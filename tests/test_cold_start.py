@@ -57,7 +57,7 @@ def cold_start(tmp_path_factory, one_thread):
     options = {"data_path": str(root / "atomic_files"), "checkpoint_dir": str(root / "saved"),
                "epochs": 1, "show_progress": False, "item_encoder": "x3d-xs",
                "encoder_overrides": {"size": 64}, "hidden_size": 16, "inner_size": 32,
-               "train_batch_size": 64}
+               "train_batch_size": 64, "encoder_checkpoint": "random"}
     run_recbole_ml("SASRecV", HELD_OUT_DATASET, config_dict=options)
     checkpoint = next((root / "saved").glob("SASRecV-*.pth"))
     # new items: the held-out videos (and covers), plus a copy of a catalogue item's video

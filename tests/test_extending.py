@@ -155,7 +155,7 @@ def test_a_new_video_encoder_is_one_registry_row(new_model_package, tmp_path, ti
         InputSpec(frames=2, size=16, mean=(0.43, 0.39, 0.38), std=(0.23, 0.22, 0.22)),
         "r3d_18 over 2 frames of 16 px (a test row)"))
     result = train_one_epoch(f"{new_model_package}.MeanPoolV", tmp_path, tiny_raw,
-                             item_encoder="r3d-r18-2f")
+                             item_encoder="r3d-r18-2f", encoder_checkpoint="random")
     assert result["config"]["item_tower"] == "encoder"  # VideoRec.yaml
     assert result["config"]["finetune"] == "top" and result["config"]["hidden_size"] == 12
     assert result["encoder_items_per_epoch"][0] > 0

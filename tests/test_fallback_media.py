@@ -11,7 +11,7 @@ from recbole_microlens.results import metrics_table
 
 TINY = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16}, "hidden_size": 16,
         "train_batch_size": 16, "encode_chunk_size": 32, "epochs": 1, "show_progress": False,
-        "state": "WARNING"}
+        "state": "WARNING", "encoder_checkpoint": "random"}
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,22 @@ def raw_without_media(tmp_path_factory):
     return root
 
 
+def test_a_content_model_over_items_without_media_stops_before_training(raw_without_media):
+    """Was: a random network trained for minutes over MicroLens-50k's grey fallback clips."""
+    root = raw_without_media
+    with pytest.raises(ValueError, match=r"item_modality video: 40 of 40 items have no video or "
+                                         r"cover.*allow_missing_content: true"):
+        run_recbole_ml("SASRecV", "nomedia", None, {
+            **TINY, "raw_data_path": str(root / "raw"), "data_path": str(root / "atomic"),
+            "checkpoint_dir": str(root / "saved")})
+    assert not (root / "atomic" / "nomedia" / "media").exists()  # stopped before any store
+
+
 def test_identical_fallback_items_score_zero_and_are_counted(raw_without_media, one_thread):
     root = raw_without_media
     result = run_recbole_ml("SASRecV", "nomedia", None, {
         **TINY, "raw_data_path": str(root / "raw"), "data_path": str(root / "atomic"),
-        "checkpoint_dir": str(root / "saved")})
+        "checkpoint_dir": str(root / "saved"), "allow_missing_content": True})
     n_users = result["n_users"]
     for split in ("valid", "test"):
         metrics = result[split]

@@ -470,7 +470,7 @@ def test_a_missing_raw_folder_is_an_error(media_dataset, capsys):
 
 @pytest.mark.parametrize("command", [
     ["prepare-media", "--size", "32", "--workers", "2"],
-    ["extract-features", "--encoder", "x3d-xs", "--size", "32"],  # builds the frame store first
+    ["extract-features", "--encoder", "x3d-xs", "--encoder-checkpoint", "random", "--size", "32"],
 ])
 def test_killing_a_media_command_leaves_no_decoding_workers(media_dataset, tmp_path, command):
     import shutil
@@ -559,8 +559,10 @@ def test_killing_a_tune_sweep_leaves_no_ray_processes(tmp_path):
     (["prepare-media", "--dataset", "nope", "--data-path", "{tmp}"], "no atomic files in"),
     (["extract-features", "--dataset", "nope", "--data-path", "{tmp}", "--encoder", "nosuch"],
      "encoder 'nosuch' is unknown"),
-    (["extract-features", "--dataset", "nope", "--data-path", "{tmp}", "--encoder", "bert-tiny"],
-     "no atomic files for dataset 'nope'"),
+    (["extract-features", "--dataset", "nope", "--data-path", "{tmp}", "--encoder", "bert-tiny",
+      "--encoder-checkpoint", "random"], "no atomic files for dataset 'nope'"),
+    (["extract-features", "--dataset", "nope", "--data-path", "{tmp}"],  # VideoMAE, offline
+     "hub id MCG-NJU/videomae-base-finetuned-kinetics"),
     (["tune", "--model", "SASRec", "--dataset", "nope", "--tune_config", "nosuch"],
      "no tune config 'nosuch'"),
     (["sweep", "--model", "SASRecV", "--dataset", "nope", "--encoders", "x", "--out", "{tmp}/s"],

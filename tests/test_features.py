@@ -79,7 +79,8 @@ def test_extraction_is_bit_identical_and_resumes_where_it_stopped(root):
 def test_video_features_record_their_frames_spec(root):
     overrides = {"size": 16}
     report = extract_features(root / "atomic", DATASET, "r3d-r18", raw_dir=root / "raw",
-                              overrides=overrides, batch_size=16, progress=False)
+                              checkpoint="random", overrides=overrides, batch_size=16,
+                              progress=False)
     meta = json.loads(report.path.with_suffix(".json").read_text())
     assert meta["input"]["store"] == "frames_n5_i1_s16"
     assert meta["input"]["spec"]["num_frames"] == 5 and meta["input"]["spec"]["size"] == 16
@@ -87,7 +88,7 @@ def test_video_features_record_their_frames_spec(root):
     matrix = np.load(report.path)
     assert matrix.shape == (len(meta["row_tokens"]), 512) and np.isfinite(matrix).all()
     again = extract_features(root / "atomic", DATASET, "r3d-r18", raw_dir=root / "raw",
-                             overrides=overrides, batch_size=16, progress=False,
+                             checkpoint="random", overrides=overrides, batch_size=16, progress=False,
                              out=root / "video-again.npy")
     assert np.load(again.path).tobytes() == matrix.tobytes()
 

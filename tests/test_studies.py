@@ -34,7 +34,7 @@ METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")
 # one item, is dropped (min 3), which leaves item 5 with 2 interactions: kept, and counted.
 WARM_PAIRS = ["1\t1 2 3 5", "2\t1 2 3 5", "3\t1 2 3", "4\t5 8 9"]
 TINY = {"epochs": 1, "show_progress": False, "train_batch_size": 16, "hidden_size": 16,
-        "inner_size": 32, "embedding_size": 16, "state": "WARNING"}
+        "inner_size": 32, "embedding_size": 16, "state": "WARNING", "encoder_checkpoint": "random"}
 
 
 class Settings(dict):

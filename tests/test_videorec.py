@@ -11,7 +11,8 @@ from recbole_microlens.quick_start import run_recbole_ml
 from recbole_microlens.trainer import MLTrainer
 from tests.helpers import make_config
 
-TINY_VIDEO = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16}}
+TINY_VIDEO = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16},
+              "encoder_checkpoint": "random"}
 TINY_TEXT = {"item_encoder": "bert-tiny", "item_modality": "text"}
 
 
@@ -217,7 +218,8 @@ def test_covers_as_items(root, monkeypatch):
         "data_path": str(root / "atomic"), "raw_data_path": str(root / "raw"),
         "checkpoint_dir": str(root / "saved"), "epochs": 1, "show_progress": False,
         "train_batch_size": 16, "hidden_size": 16, "inner_size": 32,
-        "item_modality": "image", "item_encoder": "resnet18", "encoder_overrides": {"size": 32}})
+        "item_modality": "image", "item_encoder": "resnet18", "encoder_overrides": {"size": 32},
+        "encoder_checkpoint": "random"})
     assert result["config"]["item_modality"] == "image"
     assert result["encoder_items_per_epoch"][0] > 0  # the trained tower encoded covers
 
@@ -235,6 +237,10 @@ def test_prepare_media_and_encoders_commands(root, capsys):
     assert (media / "covers_s16" / "meta.json").is_file()
     assert "'missing': 1" in printed  # the sample's deliberately missing video is reported
     assert cli.main(["encoders"]) == 0
-    listed = [line.split(maxsplit=2) for line in capsys.readouterr().out.splitlines()]
-    assert listed == [[name, spec.modality, spec.description] for name, spec in ENCODERS.items()]
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["name", "kind", "weights"]
+    assert [row.split()[:2] for row in rows] == [[name, spec.modality]
+                                                 for name, spec in ENCODERS.items()]
+    assert all(spec.weights.name in row and row.endswith(spec.description)
+               for row, spec in zip(rows, ENCODERS.values()))
     assert cli.main(["prepare-media", "--dataset", "nothing", "--data-path", str(root)]) == 2

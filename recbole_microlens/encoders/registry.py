@@ -197,7 +197,7 @@ def build_encoder(name: str, *, checkpoint: str | Path | ResolvedWeights | None 
     builder_overrides.update(_head_overrides(spec, head))
     blocks, out_dim = spec.builder(spec_input, builder_overrides)
     encoder = ItemEncoder(name, blocks, out_dim, spec_input, pretrained=not weights.is_random)
-    if weights.is_random:
+    if weights.path is None:
         logger.info("%s: %s", name, weights.describe())
         return encoder
     report = load_checkpoint(encoder, weights.path, spec.checkpoint_format)

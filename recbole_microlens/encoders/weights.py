@@ -34,6 +34,8 @@ from recbole_microlens.errors import CheckpointError
 from recbole_microlens.io import atomic_open, sha256_file
 
 PRETRAINED, RANDOM = "pretrained", "random"
+# A trained model being reloaded brings its encoder's weights itself (checkpoint.py).
+TRAINED = "trained"
 KINDS = ("model zoo", "torchvision", "hub")
 # What a hub snapshot needs: the config, one weights file, the tokenizer (text models).
 HUB_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
@@ -144,16 +146,17 @@ class ResolvedWeights:
     """What ``encoder_checkpoint`` named, as a local file or folder (``path``; None: random)."""
 
     path: Path | None
-    origin: str  # "random", "local", or the source's label
+    origin: str  # "random", "trained", "local", or the source's label
 
     @property
     def is_random(self) -> bool:
-        return self.path is None
+        return self.origin == RANDOM
 
     def describe(self) -> str:
         """For the log: source, file and sha256 prefix, or that the weights are random."""
         if self.path is None:
-            return "random weights (encoder_checkpoint: random)"
+            return {RANDOM: "random weights (encoder_checkpoint: random)",
+                    TRAINED: "weights of the trained model being loaded"}[self.origin]
         file = weights_file(self.path)
         return f"{self.origin}: {file} (sha256 {file_sha256(file)[:SHA_SHOWN]})"
 
@@ -162,8 +165,8 @@ def resolve_weights(encoder: str, checkpoint, source: WeightsSource | None,
                     *, download: bool = True) -> ResolvedWeights:
     """``encoder_checkpoint`` -> local weights, fetched into their cache when missing (unless
     ``download`` is off or the user is offline). ``source`` is the encoder's upstream row."""
-    if checkpoint is None or str(checkpoint) == RANDOM:
-        return ResolvedWeights(None, RANDOM)
+    if checkpoint is None or str(checkpoint) in (RANDOM, TRAINED):
+        return ResolvedWeights(None, str(checkpoint or RANDOM))
     text = str(checkpoint)
     if text == PRETRAINED:
         if source is None:
