@@ -167,7 +167,7 @@ def _add_fetch_weights(commands) -> None:
                     "(torch.hub's $TORCH_HOME/hub/checkpoints, or the model hub's cache under "
                     "HF_HOME), or with --from DIR copy files downloaded elsewhere into it.")
     parser.add_argument("encoders", nargs="+", metavar="NAME",
-                        help="names from `recbole-microlens encoders`, or 'all'")
+                        help="names from `recbole-microlens encoders`, hub ids (ORG/NAME), or 'all'")
     parser.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
                         help="import instead of downloading: a folder holding the upstream files "
                              "(e.g. X3D_XS.pyth) or hub cache folders (models--ORG--NAME)")
@@ -176,12 +176,13 @@ def _add_fetch_weights(commands) -> None:
 
 def run_fetch_weights(args: argparse.Namespace) -> int:
     from recbole_microlens.encoders import ENCODERS, encoder_spec
-    from recbole_microlens.encoders.weights import fill_cache
+    from recbole_microlens.encoders.weights import HUB_ID, fill_cache, named_hub_id
 
     names = list(ENCODERS) if args.encoders == ["all"] else args.encoders
     for name in names:
-        path = fill_cache(name, encoder_spec(name).weights, args.from_dir)
-        print(f"{name:<15} {path}")
+        source = (named_hub_id(name) if name not in ENCODERS and HUB_ID.match(name)
+                  else encoder_spec(name).weights)
+        print(f"{name:<15} {fill_cache(name, source, args.from_dir)}")
     return 0
 
 

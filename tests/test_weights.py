@@ -161,6 +161,12 @@ def test_a_hub_id_not_cached_offline_is_one_error_naming_it(caches):
     message = str(raised.value)
     assert "hub id sentence-transformers/all-MiniLM-L6-v2" in message
     assert "HF_HUB_OFFLINE" in message and "encoder_checkpoint: random" in message
+    assert "fetch-weights sentence-transformers/all-MiniLM-L6-v2" in message
+    assert str(caches / "hf" / "hub") in message
+    # the row's own hub id: its size is known
+    with pytest.raises(WeightsUnavailable, match="about 91 MB"):
+        resolve_weights("minilm", "sentence-transformers/all-MiniLM-L6-v2",
+                        ENCODERS["minilm"].weights)
 
 
 def test_random_is_explicit_and_said(caches, caplog):
@@ -276,3 +282,7 @@ def test_fetch_weights_imports_a_hub_cache_folder(caches, tiny_bert, capsys):
     assert is_cached(ENCODERS["bert-tiny"].weights)
     assert cli.main(["fetch-weights", "bert-small"]) == 2  # offline, nothing to import
     assert "hub id prajjwal1/bert-small" in capsys.readouterr().err
+    seed_hub_cache(other_machine, "my-lab/title-bert", tiny_bert)  # a hub id no row names
+    assert cli.main(["fetch-weights", "my-lab/title-bert", "--from", str(other_machine)]) == 0
+    snapshot = resolve_weights("minilm", "my-lab/title-bert", None).path
+    assert snapshot.parents[1] == caches / "hf" / "hub" / "models--my-lab--title-bert"

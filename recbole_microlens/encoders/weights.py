@@ -108,6 +108,11 @@ def hub_weights(repo_id: str, file_name: str, size_mb: float, detail: str) -> We
     return WeightsSource("hub", repo_id, file_name, size_mb, detail)
 
 
+def named_hub_id(repo_id: str) -> WeightsSource:
+    """A hub id no registry row names (``encoder_checkpoint: ORG/NAME``)."""
+    return hub_weights(repo_id, "", 0.0, "a model-hub id")
+
+
 def _url_file_name(url: str) -> str:
     return Path(urlparse(url).path).name
 
@@ -179,7 +184,7 @@ def resolve_weights(encoder: str, checkpoint, source: WeightsSource | None,
         url = model_zoo(text, 0.0, "a checkpoint URL")
         return ResolvedWeights(fetch(url, encoder, download=download), url.label())
     if HUB_ID.match(text) and not text.endswith(WEIGHT_SUFFIXES):
-        hub = hub_weights(text, "", 0.0, "a model-hub id")
+        hub = source if source is not None and source.location == text else named_hub_id(text)
         return ResolvedWeights(fetch(hub, encoder, download=download), hub.label())
     return ResolvedWeights(Path(text), "local")  # loading says it does not exist, and what fits
 
@@ -243,8 +248,9 @@ def unavailable(source: WeightsSource, encoder: str, reason: str) -> WeightsUnav
                f"`recbole-microlens fetch-weights {encoder} --from DIR` with the file in DIR)")
     else:
         what = f"hub id {source.location} ({source.detail}, {_size(source)})"
-        get = (f"on a machine online, run `recbole-microlens fetch-weights {encoder}` (it fills "
-               f"{hub_cache()}) and copy {source.cache_path().name} into that folder here")
+        get = (f"on a machine online, run `recbole-microlens fetch-weights {source.location}` "
+               f"and copy the {source.cache_path().name} folder of its hub cache into "
+               f"{hub_cache()} here (or `fetch-weights {source.location} --from DIR`)")
     return WeightsUnavailable(
         f"encoder {encoder}: pre-trained weights {what} are not cached and cannot be fetched "
         f"({reason}); {get}; or train with encoder_checkpoint: {RANDOM} (random weights)")
