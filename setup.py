@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "scipy>=1.10",  # >= 1.13 needs compat.restore_dok_update (applied)
     "transformers>=4.40,<5",  # text/VideoMAE encoders; 5.x (a major release) untested
     "tokenizers>=0.19",
+    "huggingface-hub>=0.23,<1",  # snapshot_download(cache_dir, local_files_only): the hub cache
     "safetensors>=0.4",
     "pytorchvideo>=0.1.5,<0.2",
     "av>=14",  # PyAV decoding with seeking

@@ -149,13 +149,13 @@ def run_encoders(args: argparse.Namespace) -> int:
     from recbole_microlens.encoders import ENCODERS, list_encoders
     from recbole_microlens.encoders.weights import is_cached
 
-    print(f"{'name':<15} {'kind':<6} {'weights':<58} {'MB':>5}  {'cached':<6}  description")
+    print(f"{'name':<15} {'kind':<6} {'weights':<50} {'MB':>5}  {'cached':<6}  description")
     for name in list_encoders(args.modality):
         spec, weights = ENCODERS[name], ENCODERS[name].weights
         source = f"{weights.kind}: {weights.name}" if weights else "none"
         size = f"{weights.size_mb:.0f}" if weights else "-"
         cached = ("yes" if is_cached(weights) else "no") if weights else "-"
-        print(f"{name:<15} {spec.modality:<6} {source:<58} {size:>5}  {cached:<6}  "
+        print(f"{name:<15} {spec.modality:<6} {source:<50} {size:>5}  {cached:<6}  "
               f"{spec.description}")
     return 0
 
