@@ -3,7 +3,8 @@
 Every builder returns ``(blocks, out_dim)``; input clips are ``[N, 3, T, H, W]``. pytorchvideo's
 hub functions are called with ``pretrained=False``, so each architecture is exactly the one its
 Kinetics-400 checkpoint was trained with, then the classification head is swapped for a block
-that returns the penultimate features.
+that returns the penultimate features (``encoder_head: logits`` keeps the classifier behind that
+pooling: the reference code's Kinetics-400 outputs, see :class:`PoolHead`).
 
 How each family takes the protocol's 5 frames:
 
