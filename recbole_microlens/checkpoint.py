@@ -9,6 +9,7 @@ and the package versions. ``torch.load(path, weights_only=True)`` reads them, an
 from __future__ import annotations
 
 import logging
+import numbers
 from pathlib import Path
 
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
@@ -25,9 +26,15 @@ PROCESS_KEYS = ("local_rank", "world_size", "nproc", "ip", "port", "offset", "gp
 
 def plain(value):
     """``value`` as data ``torch.load(weights_only=True)`` accepts: containers of str/int/float/
-    bool/None; anything else (enums, devices, paths) as its string."""
-    if isinstance(value, (str, int, float, bool, type(None))):
+    bool/None (numpy numbers as Python's); anything else (enums, devices, paths) as its string."""
+    if isinstance(value, (bool, type(None))):
         return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral):  # numpy integers too, as Python ints
+        return int(value)
+    if isinstance(value, numbers.Real):  # numpy floats are float subclasses: pickled as numpy
+        return float(value)
     if isinstance(value, dict):
         return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
