@@ -195,6 +195,46 @@ def test_export_embeddings_writes_item_vectors_with_tokens(trained, loaded, tmp_
     np.testing.assert_array_equal(vectors, model.item_tower.embedding.weight[1:].detach().numpy())
 
 
+def test_user_vectors_dotted_with_item_vectors_give_the_scores_recommend_prints(trained, tmp_path):
+    """export-embeddings --user-vectors: one vector per user token, whose dot product with an
+    item's vector is the score recommend prints for that (user, item)."""
+    import json
+
+    items_out = tmp_path / "vectors.items.npy"
+    assert main(["export-embeddings", "--checkpoint", str(trained[1]), "--out", str(items_out),
+                 "--user-vectors"]) == 0
+    users_out = tmp_path / "vectors.users.npy"
+    items, users = np.load(items_out), np.load(users_out)
+    item_tokens = json.loads(items_out.with_suffix(".json").read_text())["row_tokens"]
+    user_meta = json.loads(users_out.with_suffix(".json").read_text())
+    assert users.dtype == np.float32 and users.shape == (trained[0]["n_users"], 16)
+    assert user_meta["rows"] == "users" and len(user_meta["row_tokens"]) == len(users)
+    chosen = user_meta["row_tokens"][::37]
+    recs = tmp_path / "recs.tsv"
+    assert main(["recommend", "--checkpoint", str(trained[1]), "--users", *chosen,
+                 "--topk", "10", "--out", str(recs)]) == 0
+    rows = _read_tsv(recs)
+    assert len(rows) == 10 * len(chosen)
+    user_row = {token: row for row, token in enumerate(user_meta["row_tokens"])}
+    item_row = {token: row for row, token in enumerate(item_tokens)}
+    dots = [float(users[user_row[r["user_id"]]] @ items[item_row[r["item_id"]]]) for r in rows]
+    assert [float(r["score"]) for r in rows] == pytest.approx(dots, rel=1e-5, abs=1e-6)
+
+
+def test_a_user_id_model_exports_the_vectors_it_scores_with(tmp_path, one_thread):
+    """DSSM: the user and item towers' outputs (after their MLPs), not the raw item embedding."""
+    from recbole_microlens.inference import item_vectors, query_interaction, user_vectors
+
+    run_recbole_ml("DSSM", DATASET, config_dict=_options(tmp_path, epochs=1, embedding_size=8,
+                                                         mlp_hidden_size=[8]))
+    _, model, dataset, *_ = load_data_and_model(next((tmp_path / "saved").glob("DSSM-*.pth")))
+    users = np.arange(1, dataset.user_num)
+    with torch.no_grad():
+        scores = model.full_sort_predict(query_interaction(model, dataset, users))
+    torch.testing.assert_close(user_vectors(model, dataset, users, batch_size=50) @
+                               item_vectors(model).T, scores, rtol=1e-5, atol=1e-5)
+
+
 def test_objective_function_runs_under_recbole_hypertuning(tmp_path, one_thread):
     """RecBole's own HyperTuning (exhaustive over 2 learning rates) with our objective."""
     import yaml
