@@ -3,6 +3,7 @@ rebuild their run (load_data_and_model, full_sort_topk), recommend and export-em
 import csv
 import logging
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,46 @@ def test_a_user_id_model_exports_the_vectors_it_scores_with(tmp_path, one_thread
         scores = model.full_sort_predict(query_interaction(model, dataset, users))
     torch.testing.assert_close(user_vectors(model, dataset, users, batch_size=50) @
                                item_vectors(model).T, scores, rtol=1e-5, atol=1e-5)
+
+
+def test_log_wandb_logs_what_stock_recbole_logs(tmp_path, monkeypatch, one_thread):
+    """RecBole's own WandbLogger, over a recording stand-in for the wandb service: train/* and
+    valid/* per epoch, and the test metrics as eval/* in the run summary (stock evaluate's)."""
+    import importlib.machinery
+    import types
+
+    logged, service = [], types.ModuleType("wandb")
+    service.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # find_spec sees it
+    service.run = None
+    service.init = lambda project, config: setattr(service, "run",
+                                                   types.SimpleNamespace(summary={}))
+    service.log = lambda metrics, commit=True: logged.append(dict(metrics))
+    service.define_metric = lambda *args, **kwargs: None
+    monkeypatch.setitem(sys.modules, "wandb", service)
+    result = run_recbole_ml("SASRec", DATASET, config_dict=_options(
+        tmp_path, epochs=1, log_wandb=True, popularity_groups=3))
+    summary = service.run.summary
+    assert {key: summary[f"eval/{key}"] for key in result["test_result"]} == result["test_result"]
+    assert any(entry.get("valid/ndcg@10") == result["best_valid_result"]["ndcg@10"]
+               for entry in logged)
+    assert any("train/train_loss" in entry for entry in logged)
+    assert all(isinstance(value, float) for key, value in summary.items() if key.startswith("eval/"))
+
+
+def test_run_recbole_ml_refuses_log_wandb_without_wandb_in_one_line(monkeypatch, capsys):
+    import importlib.util
+
+    import run_recbole_ml as script
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        script.main(["--model=SASRec", "--dataset=microlens-sample", "--log_wandb=True"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: log_wandb is True but the wandb package is not installed: pip install wandb "
+        "(or set log_wandb: False)"]
 
 
 def test_objective_function_runs_under_recbole_hypertuning(tmp_path, one_thread):
