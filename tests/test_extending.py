@@ -69,6 +69,17 @@ def test_models_resolve_by_dotted_path_and_unknown_names_say_how_to_register():
     assert "lightgbm" not in str(error.value)  # RecBole's optional libraries stay out of it
     with pytest.raises(ValueError, match="cannot be imported"):
         get_model("examples.nowhere.Model")
+    with pytest.raises(ValueError, match="'os.path.join' is not a model class"):
+        get_model("os.path.join")  # what a checkpoint or --model names must be a model class
+
+
+def test_a_checkpoint_naming_no_importable_model_class_is_refused_in_one_line(tmp_path):
+    from recbole_microlens.checkpoint import CheckpointError, checkpoint_model_class
+
+    for recorded in ("os.path.join", "nowhere.Model", "__main__.Mine"):
+        with pytest.raises(CheckpointError, match="model 'Mine' is unknown here"):
+            checkpoint_model_class({"model": "Mine", "model_class": recorded}, tmp_path / "x.pth")
+    assert checkpoint_model_class({"model": "SASRec"}, "old.pth") is SASRec  # older checkpoints
 
 
 def test_a_custom_dataset_with_registered_defaults(tmp_path, one_thread):

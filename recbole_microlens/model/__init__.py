@@ -64,7 +64,7 @@ def _entry_point(name: str):
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == name:
             try:
-                return entry.load()
+                return _model_class(entry.load(), entry.value)
             except (ImportError, AttributeError) as error:
                 raise ValueError(f"model {name!r} of the installed package "
                                  f"{entry.dist.name if entry.dist else '?'} ({entry.value}) "
@@ -75,9 +75,19 @@ def _entry_point(name: str):
 def _import_class(path: str):
     module_name, _, class_name = path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), class_name)
+        return _model_class(getattr(importlib.import_module(module_name), class_name), path)
     except (ImportError, AttributeError) as error:
         raise ValueError(f"model {path!r} cannot be imported: {error}") from error
+
+
+def _model_class(found, where: str):
+    """``found`` if it is a RecBole model class (a checkpoint or a command line names it)."""
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    if not (isinstance(found, type) and issubclass(found, AbstractRecommender)):
+        raise ValueError(f"{where!r} is not a model class (a subclass of RecBole's "
+                         f"AbstractRecommender): {found!r}")
+    return found
 
 
 def _is_recbole_model(name: str) -> bool:
