@@ -134,16 +134,12 @@ def finding5_verdict(results: dict) -> str:
 
 
 def by_popularity(files: dict, plots: Path) -> str:
-    """The report's per-group table and plot, ID SASRec as the baseline; the fine-tuned rows are
-    labelled by how many layers trained."""
+    """The report's per-group table and plot, ID SASRec as the baseline; every row is labelled
+    by its name in the tables ("SASRecID+T", "titles, MiniLM top-1")."""
     from recbole_microlens.report import load_summaries, plot_popularity, popularity_table
 
-    summaries = []
-    for row, path in files.items():
-        summary = load_summaries([path])[0]
-        if row in ("top1", "top2"):
-            summary = dataclasses.replace(summary, finetune=row.replace("top", "top-"))
-        summaries.append(summary)
+    summaries = [dataclasses.replace(load_summaries([path])[0], name=ROWS[row][0])
+                 for row, path in files.items()]
     baseline = summaries[0]
     plot = plot_popularity(summaries, baseline, plots / "popularity.png")
     return f"{popularity_table(summaries, baseline)}\n\nplot: {plot}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 
 import torch
 
@@ -14,6 +15,7 @@ from recbole_microlens.checkpoint import load_data_and_model  # noqa: F401  (Rec
 from recbole_microlens.config import MLConfig
 from recbole_microlens.data.dataset import create_dataset
 from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.evaluation import with_breakdowns
 from recbole_microlens.model import get_model
 from recbole_microlens.results import (
     jsonable_config,
@@ -45,7 +47,8 @@ def run_recbole_ml(
     """Train on the training split, select on valid NDCG@10, report valid and test metrics.
 
     The result has RecBole's keys (``best_valid_score``, ``valid_score_bigger``,
-    ``best_valid_result``, ``test_result``) beside ours (``valid``, ``test``, timings, ...).
+    ``best_valid_result``, ``test_result``: flat metric -> float, as stock RecBole's) beside
+    ours (``valid``, ``test``: the same metrics with the breakdowns beside them, timings, ...).
     ``resume``: the training state file (``<checkpoint_dir>/resume/<Model>-<run_id>.pth``) of
     an interrupted run with the same settings, continued exactly where it stopped.
     """
@@ -127,11 +130,11 @@ def run_result(config, dataset, trainer, best_valid: tuple, test_result, marks: 
         # RecBole's run_recbole keys
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
+        "best_valid_result": flat_metrics(best_valid_result),
+        "test_result": flat_metrics(test_result),
         "valid_metric": config["valid_metric"],
-        "valid": dict(best_valid_result or {}),
-        "test": dict(test_result or {}),
+        "valid": with_breakdowns(best_valid_result),
+        "test": with_breakdowns(test_result),
         "epochs_run": len(trainer.epoch_seconds),
         "valid_history": trainer.valid_history,
         "seconds": run_seconds(trainer, marks),
@@ -143,6 +146,11 @@ def run_result(config, dataset, trainer, best_valid: tuple, test_result, marks: 
         "versions": package_versions(),
         "config": jsonable_config(config),
     }
+
+
+def flat_metrics(result):
+    """RecBole's shape: ``OrderedDict`` metric -> float (None when the split was not evaluated)."""
+    return None if result is None else OrderedDict(result)
 
 
 def run_seconds(trainer, marks: dict) -> dict:

@@ -24,6 +24,7 @@ import torch
 from recbole_microlens.checkpoint import PROCESS_KEYS, plain
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
 from recbole_microlens.errors import CheckpointError
+from recbole_microlens.evaluation import EvalResult
 from recbole_microlens.io import atomic_open
 
 STATE_FORMAT = 1
@@ -104,6 +105,7 @@ def training_state(trainer, next_epoch: int, finished: bool, train_generator) ->
         "cur_step": trainer.cur_step,
         "best_valid_score": float(trainer.best_valid_score),
         "best_valid_result": plain(trainer.best_valid_result),
+        "best_valid_breakdowns": plain(getattr(trainer.best_valid_result, "breakdowns", {})),
         "histories": {name: plain(getattr(trainer, name)) for name in HISTORIES},
         "state_dict": trainer.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
@@ -155,7 +157,9 @@ def restore_training_state(trainer, state: dict, train_generator) -> None:
     trainer.start_epoch = state["next_epoch"]
     trainer.cur_step = state["cur_step"]
     trainer.best_valid_score = state["best_valid_score"]
-    trainer.best_valid_result = state["best_valid_result"]
+    if state["best_valid_result"] is not None:
+        trainer.best_valid_result = EvalResult(state["best_valid_result"],
+                                               state["best_valid_breakdowns"])
     for name, value in state["histories"].items():
         setattr(trainer, name, value)
     trainer.train_loss_dict = {int(epoch): loss for epoch, loss in trainer.train_loss_dict.items()}

@@ -19,6 +19,7 @@ from recbole_microlens.checkpoint import run_record
 from recbole_microlens.efficiency import all_items_table, item_id_fields, open_trunk_cache, unique_items_table
 from recbole_microlens.data.dataset import HOLDOUT_BY_PHASE
 from recbole_microlens.evaluation import (
+    EvalResult,
     MLEvaluator,
     RankCollector,
     RankingReport,
@@ -26,6 +27,7 @@ from recbole_microlens.evaluation import (
     mask_scores,
     target_ranks,
     top_items,
+    with_breakdowns,
 )
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
 from recbole_microlens.errors import CheckpointError
@@ -197,7 +199,7 @@ class MLTrainer(Trainer):
         started = time.perf_counter()
         score, result = super()._valid_epoch(valid_data, show_progress)
         self.valid_seconds.append(time.perf_counter() - started)
-        self.valid_history.append(dict(result))
+        self.valid_history.append(with_breakdowns(result))
         return score, result
 
     # -- checkpoints (loadable with torch.load(weights_only=True); see checkpoint.py) ------------
@@ -262,15 +264,21 @@ class MLTrainer(Trainer):
         split = "test" if holdout == HOLDOUT_BY_PHASE["test"] else "valid"
         collector = self._rank_users(eval_data, split, show_progress)
         report = RankingReport(self.config, collector, dataset.item_num, dataset.train_item_counts())
-        result = report.metrics()
+        result = EvalResult(report.metrics(), self._breakdowns(report, split))
+        self.wandblogger.log_eval_metrics(result, head="eval")  # as stock RecBole's evaluate
+        return result
+
+    def _breakdowns(self, report: RankingReport, split: str) -> dict:
+        """What a split reports beside its metrics (kept out of RecBole's flat result)."""
+        breakdowns = {}
         if self.config["popularity_groups"] and split == "test":
             # a report on the final test only: validation selects on the overall metric
-            result["by_popularity"] = report.by_popularity(self.config["popularity_groups"])
-            result["unseen_targets"] = report.unseen_targets()
+            breakdowns["by_popularity"] = report.by_popularity(self.config["popularity_groups"])
+            breakdowns["unseen_targets"] = report.unseen_targets()
         fallback = self._fallback_items()
         if fallback is not None:
-            result["fallback_targets"], result["real_content"] = report.over_items(fallback)
-        return result
+            breakdowns["fallback_targets"], breakdowns["real_content"] = report.over_items(fallback)
+        return breakdowns
 
     def _rank_users(self, eval_data, split: str, show_progress: bool) -> RankCollector:
         dataset = eval_data._dataset

@@ -139,3 +139,28 @@ def test_plain_turns_numpy_numbers_into_python_numbers(tmp_path):
     assert type(data["step"]) is int and data["flag"] is True
     torch.save(data, tmp_path / "plain.pth")
     assert torch.load(tmp_path / "plain.pth", weights_only=True) == data
+
+
+def test_the_best_valid_result_keeps_its_breakdowns_through_a_state_file(tmp_path):
+    """A content run's best valid result carries fallback counts beside the metrics (flat
+    RecBole keys outside, breakdowns on the EvalResult): a resumed run must report them too."""
+    from types import SimpleNamespace
+
+    from recbole_microlens.evaluation import EvalResult
+    from recbole_microlens.resume import restore_training_state, training_state
+
+    model = torch.nn.Linear(2, 2)
+    best = EvalResult({"ndcg@10": 0.25}, {"fallback_targets": 3,
+                                          "real_content": {"ndcg@10": 0.5}})
+    trainer = SimpleNamespace(
+        model=model, optimizer=torch.optim.AdamW(model.parameters()), config={"run_id": "r"},
+        saved_model_file="saved/M-r.pth", cur_step=1, best_valid_score=0.25,
+        best_valid_result=best, epoch_seconds=[1.0], valid_seconds=[0.5],
+        valid_history=[dict(best)], epoch_items_encoded=[], train_loss_dict={0: 2.0},
+        run_record_once=lambda: {"model": "M", "dataset": "d", "config": {}})
+    torch.save(training_state(trainer, 1, False, None), tmp_path / "state.pth")
+    trainer.best_valid_result = None
+    restore_training_state(trainer, torch.load(tmp_path / "state.pth", weights_only=True), None)
+    assert dict(trainer.best_valid_result) == {"ndcg@10": 0.25}
+    assert trainer.best_valid_result.breakdowns == best.breakdowns
+    assert trainer.start_epoch == 1 and trainer.train_loss_dict == {0: 2.0}
