@@ -138,11 +138,18 @@ def prepare_dataset(dataset: str, raw_dir: Path) -> None:
 
 
 def run_model(model: str, settings: dict, result_file: Path) -> None:
+    """Train one row; its run id is its result file's name, so a row stopped for any reason
+    (a kill, the end of a session) continues from its last epoch when run again."""
     from recbole_microlens.quick_start import run_recbole_ml
+    from recbole_microlens.resume import state_file_for
 
-    settings = dict(settings)
-    settings["result_file"] = str(result_file)
-    run_recbole_ml(model, settings.pop("dataset"), config_dict=settings)
+    settings = {**settings, "result_file": str(result_file), "run_id": result_file.stem}
+    checkpoint_dir = ROOT / settings.get("checkpoint_dir", "saved")
+    state = state_file_for(checkpoint_dir / f"{model}-{settings['run_id']}.pth")
+    if state.is_file():
+        print(f"{model}: resuming {result_file.stem} from {state}", flush=True)
+    run_recbole_ml(model, settings.pop("dataset"), config_dict=settings,
+                   resume=state if state.is_file() else None)
 
 
 def in_subprocess(model: str, settings: dict, result_file: Path, rerun: bool = True) -> dict:

@@ -8,11 +8,20 @@ projection train), it reports per step: distinct items, real vs padded tokens th
 trained layer, and, from torch's profiler, the time of the cache read, the forward and the
 backward and the heaviest operators. Each variant (the switches of `efficiency.py`) is timed on
 the same batches, in one process, after one warm-up step.
+
+    python benchmarks/text_topk_profile.py --raw-dir DIR --steps 5 --variants grouped --json OUT
+
+``--json`` also times the step as training runs it (no profiler): the median seconds of one
+whole step through the trainer's own epoch loop (``step_s``), the real title tokens the trained
+layer sees per step (``tokens_per_step``), and, in the same process, that layer alone forward
+and backward over as many tokens (``bare_s``), so ``step_s / bare_s`` shows at once whether the
+step has drifted from its own arithmetic.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +40,7 @@ from recbole_microlens.config import MLConfig  # noqa: E402
 from recbole_microlens.data.dataset import create_dataset  # noqa: E402
 from recbole_microlens.data.loaders import data_preparation  # noqa: E402
 from recbole_microlens.data.text import minilm_folder  # noqa: E402
+from recbole_microlens.io import write_json_atomic  # noqa: E402
 from recbole_microlens.model import get_model  # noqa: E402
 from recbole_microlens.results import peak_rss_mb  # noqa: E402
 from recbole_microlens.trainer import MLTrainer  # noqa: E402
@@ -97,6 +107,48 @@ def profile_steps(trainer, batches) -> dict:
     return {name: value / len(batches) for name, value in times.items()} | {"top_ops": top}
 
 
+def real_step_seconds(trainer, batches) -> list[float]:
+    """Each batch as one epoch of the trainer's own loop (zero_grad, the loss as training
+    computes it, backward, gradient clipping, optimizer step): what a training step costs."""
+    seconds = []
+    for batch in batches:
+        started = time.perf_counter()
+        trainer._train_epoch([batch], 0)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def bare_block_seconds(block, items: int, tokens: int, repeats: int) -> list[float]:
+    """The trained layer alone, forward and backward (train mode, dropout on) over ``items``
+    rows holding ``tokens`` tokens in all: the arithmetic a step cannot avoid."""
+    width = -(-tokens // items)
+    hidden = torch.randn(items, width, block.layer.output.dense.out_features)
+    mask = torch.ones(items, width, dtype=torch.long)
+    block.train()
+    seconds = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        started = time.perf_counter()
+        out, _ = block((hidden, mask))
+        out.float().sum().backward()
+        seconds.append(time.perf_counter() - started)
+    block.zero_grad(set_to_none=True)
+    return seconds[1:]
+
+
+def step_against_arithmetic(trainer, batches, stats: dict) -> dict:
+    """``step_s`` (median real step), ``tokens_per_step`` and ``bare_s`` (median bare layer)."""
+    steps = real_step_seconds(trainer, batches)
+    tokens, items = round(stats["real_tokens"]), round(stats["distinct_items"])
+    encoder = trainer.tower.encoder
+    block = encoder.blocks[encoder.trainable_block_start]
+    bare = bare_block_seconds(block, items, tokens, repeats=len(batches))
+    return {"step_s": statistics.median(steps), "steps_s": steps,
+            "tokens_per_step": tokens, "items_per_step": items,
+            "bare_s": statistics.median(bare), "bare_runs_s": bare,
+            "step_over_bare": statistics.median(steps) / statistics.median(bare),
+            "threads": torch.get_num_threads()}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
@@ -104,6 +156,8 @@ def main():
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["padded", "grouped"],
                         help="peak RSS covers every variant run: one variant alone gives its own")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT",
+                        help="write step_s, tokens_per_step and bare_s (see above) to OUT")
     args = parser.parse_args()
     convert_once(args.raw_dir)
 
@@ -138,6 +192,13 @@ def main():
             for name, r in results.items()]
     print(tabulate(rows, headers=["variant", "cache read s", "forward s", "backward s", "optimizer s",
                                   "epoch s (extrapolated)"], tablefmt="github", floatfmt=".3f"))
+    if args.json:
+        tower.runtime.length_grouping, trainer.bf16 = True, False  # the defaults
+        guard = step_against_arithmetic(trainer, batches, mean_stats)
+        write_json_atomic(args.json, guard)
+        print(f"\nstep {guard['step_s']:.3f} s (median of {len(batches)}, the trainer's loop) vs "
+              f"the trained layer alone on {guard['tokens_per_step']} tokens {guard['bare_s']:.3f} s:"
+              f" {guard['step_over_bare']:.2f}x ({guard['threads']} threads) -> {args.json}")
     (OUT / "text_topk_profile.json").write_text(json.dumps(
         {"stats": mean_stats, "results": results, "cache_seconds": cache_seconds,
          "steps_per_epoch": len(train), "peak_rss_mb": peak_rss_mb()}, indent=2))

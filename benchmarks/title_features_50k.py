@@ -85,14 +85,19 @@ def main():
     for with_titles, id_only in ID_ONLY.items():
         print(f"\n{with_titles} against {id_only}, test HR@10 by training popularity "
               "(1 = coldest):\n")
-        print(by_popularity(files[id_only], files[with_titles], plots / with_titles))
+        print(by_popularity({id_only: files[id_only], with_titles: files[with_titles]},
+                            plots / with_titles))
 
 
-def by_popularity(id_only: Path, with_titles: Path, plots: Path) -> str:
-    """The report's per-group table (Figure 6's ratios, ID-only as the baseline) and its plot."""
+def by_popularity(files: dict[str, Path], plots: Path) -> str:
+    """The report's per-group table (Figure 6's ratios, ID-only as the baseline) and its plot,
+    each run labelled by its paper name (``files``' keys: "SASRecID+T", not "SASRecIDV")."""
+    import dataclasses
+
     from recbole_microlens.report import load_summaries, plot_popularity, popularity_table
 
-    summaries = load_summaries([id_only, with_titles])
+    summaries = [dataclasses.replace(load_summaries([path])[0], name=name)
+                 for name, path in files.items()]
     plot = plot_popularity(summaries, summaries[0], plots / "popularity.png")
     return f"{popularity_table(summaries, summaries[0])}\n\nplot: {plot}"
 

@@ -9,6 +9,7 @@ and the package versions. ``torch.load(path, weights_only=True)`` reads them, an
 from __future__ import annotations
 
 import logging
+import numbers
 from pathlib import Path
 
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
@@ -25,9 +26,15 @@ PROCESS_KEYS = ("local_rank", "world_size", "nproc", "ip", "port", "offset", "gp
 
 def plain(value):
     """``value`` as data ``torch.load(weights_only=True)`` accepts: containers of str/int/float/
-    bool/None; anything else (enums, devices, paths) as its string."""
-    if isinstance(value, (str, int, float, bool, type(None))):
+    bool/None (numpy numbers as Python's); anything else (enums, devices, paths) as its string."""
+    if isinstance(value, (bool, type(None))):
         return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral):  # numpy integers too, as Python ints
+        return int(value)
+    if isinstance(value, numbers.Real):  # numpy floats are float subclasses: pickled as numpy
+        return float(value)
     if isinstance(value, dict):
         return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -52,12 +59,42 @@ def run_record(config) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "model": config["model"],
+        "model_class": class_path(config.model_class),
         "dataset": config["dataset"],
         "run_config": plain(settings),
         "config": plain(jsonable_config(config)),
         "atomic_files": atomic_file_checksums(config["data_path"], config["dataset"]),
         "versions": plain(package_versions()),
     }
+
+
+def class_path(cls) -> str:
+    """``package.module.ClassName``: where a process that never saw the class imports it from."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def checkpoint_model_class(checkpoint: dict, path):
+    """The class that wrote ``checkpoint``: imported from the dotted path the checkpoint
+    recorded (a model in your own module, on PYTHONPATH or installed, needs no code to load),
+    else looked up by name (registered, a ``recbole_microlens.models`` entry point, RecBole's)."""
+    from recbole_microlens.model import get_model
+
+    recorded = checkpoint.get("model_class")  # absent from checkpoints of older versions
+    if recorded and not recorded.startswith("__main__."):
+        try:
+            return get_model(recorded)
+        except ValueError as error:
+            import_error = error
+    else:
+        import_error = None
+    try:
+        return get_model(checkpoint["model"])
+    except ValueError as error:
+        where = f"{recorded!r} cannot be imported ({import_error}); " if import_error else ""
+        raise CheckpointError(
+            f"{path}: model {checkpoint['model']!r} is unknown here: {where}put the module that "
+            "defines it on PYTHONPATH, install it (entry point group recbole_microlens.models) or "
+            "import the module that registers it first") from error
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -81,12 +118,14 @@ def check_atomic_files(checkpoint: dict, config, path) -> None:
                 f"trained on (sha256 {found.get(name, 'missing')}, expected {digest})")
 
 
-def rebuild_config(checkpoint: dict, overrides: dict | None = None):
+def rebuild_config(checkpoint: dict, overrides: dict | None = None, path=None):
     """The run's ``MLConfig`` from a checkpoint's run record (``overrides`` win, e.g. a device)."""
     from recbole_microlens.config import MLConfig
 
     settings = {**checkpoint["run_config"], **(overrides or {})}
-    return MLConfig(checkpoint["model"], checkpoint["dataset"], config_dict=settings)
+    settings.pop("model", None)  # the class below decides; a dotted --model path stays recorded
+    model_class = checkpoint_model_class(checkpoint, path)
+    return MLConfig(model_class, checkpoint["dataset"], config_dict=settings)
 
 
 def load_data_and_model(model_file, overrides: dict | None = None, verify: bool = True):
@@ -97,11 +136,11 @@ def load_data_and_model(model_file, overrides: dict | None = None, verify: bool 
 
     from recbole_microlens.data.dataset import create_dataset
     from recbole_microlens.data.loaders import data_preparation
-    from recbole_microlens.model import get_model
 
     checkpoint = read_checkpoint(model_file)
     # the trained state dict brings the encoder's weights: its pre-trained start is not needed
-    config = rebuild_config(checkpoint, {"encoder_checkpoint": "trained", **(overrides or {})})
+    config = rebuild_config(checkpoint, {"encoder_checkpoint": "trained", **(overrides or {})},
+                            model_file)
     if verify:
         check_atomic_files(checkpoint, config, model_file)
     init_seed(config["seed"], config["reproducibility"])
@@ -110,7 +149,7 @@ def load_data_and_model(model_file, overrides: dict | None = None, verify: bool 
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     model.eval()

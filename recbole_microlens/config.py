@@ -15,6 +15,7 @@ from recbole_microlens.config_check import (
     EXTRA_KEYS,
     check_known_keys,
     check_ranges,
+    check_switches,
     known_defaults,
     typed_value,
 )
@@ -117,6 +118,7 @@ class MLConfig(Config):
         self._check_keys()
         super()._set_default_parameters()
         check_ranges(self.final_config_dict)
+        check_switches(self.final_config_dict)
         self.final_config_dict["run_id"] = self.final_config_dict.get("run_id") or run_id.new_run_id()
 
     def _check_keys(self) -> None:

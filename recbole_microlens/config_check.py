@@ -163,3 +163,35 @@ def _require_positive_number(key: str, value, allow_none: bool) -> None:
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or value <= 0):
         raise ConfigError(f"config {key} must be a positive number, got {value!r}")
+
+
+# --------------------------------------------------------------------------- RecBole's switches
+
+#: RecBole switches that would pickle (and later unpickle, i.e. run) a dataset or its loaders;
+#: here datasets and loaders are rebuilt each run from the checksummed atomic files instead
+PICKLE_SWITCHES = {
+    "save_dataset": "save_dataset is not supported: the dataset is rebuilt from its checksummed "
+                    "atomic files each run (RecBole's saved dataset is a pickle, which loading "
+                    "would run); set save_dataset: False",
+    "save_dataloaders": "save_dataloaders is not supported: loaders are rebuilt from the atomic "
+                        "files each run (set save_dataloaders: False)",
+    "dataset_save_path": "dataset_save_path is not supported: a saved RecBole dataset is a "
+                         "pickle; datasets are rebuilt from their atomic files (unset it)",
+    "dataloaders_save_path": "dataloaders_save_path is not supported: saved RecBole loaders are "
+                             "a pickle; loaders are rebuilt from the atomic files (unset it)",
+}
+
+
+def check_switches(config: dict) -> None:
+    """RecBole's switches do what they say here or are refused in one line, never ignored:
+    the pickle caches are refused; ``log_wandb`` needs wandb (then the trainer logs train/*,
+    valid/* and eval/* as stock RecBole does)."""
+    for key, message in PICKLE_SWITCHES.items():
+        if config.get(key):
+            raise ConfigError(message)
+    if config.get("log_wandb"):
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("log_wandb is True but the wandb package is not installed: "
+                              "pip install wandb (or set log_wandb: False)")

@@ -140,6 +140,29 @@ class MLEvaluator(Evaluator):
         return OrderedDict(sorted(result.items(), key=lambda kv: _cutoff(kv[0])))
 
 
+class EvalResult(OrderedDict):
+    """One evaluation in RecBole's shape, metric -> float (what stock RecBole's ``evaluate``
+    returns, so ``test_result`` and ``best_valid_result`` read as RecBole's do), with the reports
+    computed beside the metrics (per popularity group, unseen targets, fallback targets) in
+    ``breakdowns``, outside the mapping."""
+
+    def __init__(self, metrics=(), breakdowns: dict | None = None):
+        super().__init__(metrics)
+        self.breakdowns = dict(breakdowns or {})
+
+    def __repr__(self) -> str:  # RecBole's "test result: OrderedDict([...])" log line
+        return repr(OrderedDict(self))
+
+
+def with_breakdowns(result) -> dict:
+    """Metrics and breakdowns in one dict (our ``result['valid']`` / ``result['test']``:
+    ``by_popularity``, ``unseen_targets``, ``fallback_targets``, ``real_content`` beside the
+    metrics); ``{}`` for a split that was not evaluated."""
+    if result is None:
+        return {}
+    return {**result, **getattr(result, "breakdowns", {})}
+
+
 def _cutoff(key: str) -> int:
     match = re.search(r"@(\d+)$", key)
     return int(match.group(1)) if match else 0

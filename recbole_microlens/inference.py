@@ -110,7 +110,7 @@ def score_users(model, dataset, users: np.ndarray, batch_size: int = 2048,
             if new_vectors is not None:
                 if candidates == "new":
                     scores.fill_(-torch.inf)
-                query = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+                query = query_vectors(model, interaction)
                 scores = torch.cat([scores, query @ new_vectors.to(device).T], dim=1)
             yield batch, scores
 
@@ -157,33 +157,79 @@ def write_recommendations(rows, out: str | os.PathLike | None) -> None:
 
 
 # ------------------------------------------------------------------------ item vectors ---
-def item_tower_of(model):
+def item_vectors(model) -> torch.Tensor:
+    """``[n_items, D]`` item vectors (row 0: padding), each item once: those the model scores
+    queries against (``model.item_vectors()``), else its item tower's."""
     tower = getattr(model, "item_tower", None)
-    if tower is None:
+    if not hasattr(model, "item_vectors") and tower is None:
         raise InferenceError(f"{type(model).__name__} has no item tower: only recbole-microlens "
                              "models expose their item vectors")
-    return tower
-
-
-def item_vectors(model) -> torch.Tensor:
-    """``[n_items, D]`` vectors of the model's item tower (row 0: padding), each item once."""
-    tower = item_tower_of(model)
     model.eval()
     with torch.no_grad(), item_table_once(model):
-        return tower.all_items().detach().float().cpu()
+        vectors = model.item_vectors() if hasattr(model, "item_vectors") else tower.all_items()
+        return vectors.detach().float().cpu()
 
 
-def export_embeddings(model, dataset, out: str | os.PathLike, extra: dict | None = None) -> dict:
-    """``out`` (.npy, ``[n_items - 1, D]`` float32, padding row dropped) and ``out`` with .json:
-    the row tokens in order, the model and ``extra`` (e.g. the checkpoint)."""
-    out = Path(out)
-    vectors = item_vectors(model)[1:].numpy().astype(np.float32)
-    tokens = [str(token) for token in dataset.field2id_token[dataset.iid_field][1:]]
+def _defined_by(cls: type, name: str) -> type | None:
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+
+
+def query_vectors(model, interaction: Interaction) -> torch.Tensor:
+    """``[B, D]`` query vectors whose dot products with :func:`item_vectors` are the model's
+    ``full_sort_predict`` scores. Refused when the class that defines ``full_sort_predict``
+    does not also define (or inherit, beneath it) ``query_vectors``: its scores are then not
+    such dot products (a pairwise scorer like DeepFM, or a subclass that rescales scores)."""
+    scorer = _defined_by(type(model), "full_sort_predict")
+    query = _defined_by(type(model), "query_vectors")
+    if query is None or scorer is None or not issubclass(query, scorer):
+        raise InferenceError(
+            f"{type(model).__name__} has no user vectors: its scores ({scorer.__name__ if scorer else '?'}"
+            ".full_sort_predict) are not the dot product of a query vector with the item vectors "
+            "(a model that overrides full_sort_predict defines query_vectors beside it)")
+    return model.query_vectors(interaction)
+
+
+def user_vectors(model, dataset, users: np.ndarray, batch_size: int = 2048) -> torch.Tensor:
+    """``[len(users), D]``: each user's query now (a sequential model's state after the user's
+    whole history, as ``recommend`` scores it), in batches of users."""
+    device = next(model.parameters()).device
+    model.eval()
+    rows = []
+    with torch.no_grad(), item_table_once(model):
+        for start in range(0, len(users), batch_size):
+            interaction = query_interaction(model, dataset, users[start:start + batch_size])
+            rows.append(query_vectors(model, interaction.to(device)).detach().float().cpu())
+    return torch.cat(rows) if rows else torch.zeros(0, 0)
+
+
+def _write_vectors(out: Path, vectors: np.ndarray, tokens: list[str], meta: dict) -> dict:
+    """``out`` (.npy float32) and ``out`` with .json: the row tokens in order and ``meta``."""
     with atomic_open(out, "wb") as handle:
-        np.save(handle, vectors)
-    meta = {"model": type(model).__name__, "dataset": dataset.dataset_name,
-            "shape": list(vectors.shape), "dtype": "float32", "row_tokens": tokens, **(extra or {})}
+        np.save(handle, vectors.astype(np.float32))
+    meta = {**meta, "shape": list(vectors.shape), "dtype": "float32", "row_tokens": tokens}
     write_json_atomic(out.with_suffix(".json"), meta)
+    return meta
+
+
+def export_embeddings(model, dataset, out: str | os.PathLike, extra: dict | None = None,
+                      users_out: str | os.PathLike | None = None, batch_size: int = 2048) -> dict:
+    """``out``: ``[n_items - 1, D]`` item vectors (padding row dropped); with ``users_out``,
+    also every user's query vector ``[n_users - 1, D]``, so that a user's vector dotted with the
+    item vectors gives the scores ``recommend`` ranks by (before masking the user's history).
+    Each .npy gets a .json beside it: its row tokens, the model and ``extra``."""
+    common = {"model": type(model).__name__, "dataset": dataset.dataset_name, **(extra or {})}
+    users = None
+    if users_out is not None:  # refused before anything is written when the model has none
+        ids = np.arange(1, dataset.user_num, dtype=np.int64)
+        users = user_vectors(model, dataset, ids, batch_size).numpy()
+    item_tokens = [str(token) for token in dataset.field2id_token[dataset.iid_field][1:]]
+    meta = _write_vectors(Path(out), item_vectors(model)[1:].numpy(), item_tokens,
+                          {**common, "rows": "items"})
+    if users is not None:
+        user_tokens = [str(token) for token in dataset.field2id_token[dataset.uid_field][1:]]
+        meta["users"] = _write_vectors(Path(users_out), users, user_tokens, {
+            **common, "rows": "users", "query": "the user's vector after their whole history; "
+            "score = dot product with the item vectors"})
     return meta
 
 

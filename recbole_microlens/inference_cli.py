@@ -10,6 +10,10 @@ from recbole_microlens.checkpoint import CheckpointError
 from recbole_microlens.inference import InferenceError
 
 
+#: ``--user-vectors`` given without a file: named after the items file
+USERS_DEFAULT = Path("<items file>.users.npy")
+
+
 def add_commands(commands) -> None:
     _add_recommend(commands)
     _add_export_embeddings(commands)
@@ -99,6 +103,12 @@ def _add_export_embeddings(commands) -> None:
     _checkpoint_arguments(parser)
     parser.add_argument("--out", type=Path, metavar="FILE",
                         help="output .npy (default: <checkpoint stem>.items.npy beside it)")
+    parser.add_argument("--user-vectors", type=Path, nargs="?", const=USERS_DEFAULT,
+                        metavar="FILE",
+                        help="also write every user's query vector (a sequential model's state "
+                             "after the user's history; its dot product with the item vectors "
+                             "is recommend's score) to FILE (default: the items file's name "
+                             "with .users.npy) and its tokens to FILE's .json")
     parser.set_defaults(run=run_export_embeddings)
 
 
@@ -107,13 +117,19 @@ def run_export_embeddings(args: argparse.Namespace) -> int:
     from recbole_microlens.inference import export_embeddings
 
     out = args.out or args.checkpoint.with_name(args.checkpoint.stem + ".items.npy")
+    users_out = args.user_vectors
+    if users_out == USERS_DEFAULT:
+        users_out = out.with_name(out.stem.removesuffix(".items") + ".users.npy")
     try:
         _, model, dataset, *_ = load_data_and_model(args.checkpoint, device_settings(args.device),
                                                     verify=not args.no_verify)
         meta = export_embeddings(model, dataset, out,
-                                 {"checkpoint": str(args.checkpoint.resolve())})
+                                 {"checkpoint": str(args.checkpoint.resolve())}, users_out)
     except (CheckpointError, InferenceError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {out} {tuple(meta['shape'])} and {out.with_suffix('.json')}")
+    if users_out is not None:
+        print(f"wrote {users_out} {tuple(meta['users']['shape'])} and "
+              f"{users_out.with_suffix('.json')}")
     return 0

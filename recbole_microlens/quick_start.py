@@ -1,8 +1,10 @@
 """One call from names to numbers: ``run_recbole_ml(model, dataset, ...) -> result dict``."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections import OrderedDict
 
 import torch
 
@@ -14,6 +16,7 @@ from recbole_microlens.config import MLConfig
 from recbole_microlens.data.dataset import create_dataset
 from recbole_microlens.data.loaders import data_preparation
 from recbole_microlens.encoder_factory import prefetch_weights
+from recbole_microlens.evaluation import with_breakdowns
 from recbole_microlens.model import get_model
 from recbole_microlens.results import (
     jsonable_config,
@@ -23,6 +26,12 @@ from recbole_microlens.results import (
     write_result_file,
 )
 from recbole_microlens.processes import require_main_guard
+from recbole_microlens.resume import (
+    TrainingInterrupted,
+    check_same_run,
+    read_training_state,
+    signal_of,
+)
 from recbole_microlens.run_id import init_run_logger, new_run_id
 from recbole_microlens.trainer import MLTrainer
 
@@ -34,14 +43,23 @@ def run_recbole_ml(
     config_dict=None,
     saved=True,
     callback_fn=None,
+    resume=None,
 ) -> dict:
     """Train on the training split, select on valid NDCG@10, report valid and test metrics.
 
     The result has RecBole's keys (``best_valid_score``, ``valid_score_bigger``,
-    ``best_valid_result``, ``test_result``) beside ours (``valid``, ``test``, timings, ...).
+    ``best_valid_result``, ``test_result``: flat metric -> float, as stock RecBole's) beside
+    ours (``valid``, ``test``: the same metrics with the breakdowns beside them, timings, ...).
+    ``resume``: the training state file (``<checkpoint_dir>/resume/<Model>-<run_id>.pth``) of
+    an interrupted run with the same settings, continued exactly where it stopped.
     """
     started = time.perf_counter()
+    state = read_training_state(resume) if resume else None
+    if state is not None:  # the same run id: the same checkpoint, state file and log name
+        config_dict = {**(config_dict or {}), "run_id": state["run_id"]}
     config = MLConfig(model, dataset, config_file_list, config_dict)
+    if state is not None:
+        check_same_run(state, config, resume)
     init_seed(config["seed"], config["reproducibility"])
     init_run_logger(config)
     logger = logging.getLogger()
@@ -56,18 +74,21 @@ def run_recbole_ml(
     logger.info(model)
 
     trainer = MLTrainer(config, model)
-    fit_started = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data,
-        valid_data,
-        saved=saved,
-        show_progress=config["show_progress"],
-        callback_fn=callback_fn,
-    )
-    test_started = time.perf_counter()
-    test_result = trainer.evaluate(
-        test_data, load_best_model=saved, show_progress=config["show_progress"]
-    )
+    if state is not None:
+        trainer.continue_from(state)
+    with interrupts_name_the_state(trainer):
+        fit_started = time.perf_counter()
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data,
+            valid_data,
+            saved=saved,
+            show_progress=config["show_progress"],
+            callback_fn=callback_fn,
+        )
+        test_started = time.perf_counter()
+        test_result = trainer.evaluate(
+            test_data, load_best_model=saved, show_progress=config["show_progress"]
+        )
     finished = time.perf_counter()
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
@@ -80,9 +101,24 @@ def run_recbole_ml(
     print(f"\n{config['model']} on {config['dataset']}\n{table}\n", flush=True)
     if config["result_file"] and config["local_rank"] == 0:
         write_result_file(config["result_file"], result)
+    trainer.state_file.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     if not config["single_spec"]:
         torch.distributed.destroy_process_group()
     return result
+
+
+@contextlib.contextmanager
+def interrupts_name_the_state(trainer):
+    """Ctrl-C or SIGTERM during training or test: :class:`TrainingInterrupted`, naming the
+    state file a resumed run continues from (None when this run saves none)."""
+    try:
+        yield
+    except BaseException as error:
+        signum = signal_of(error)
+        if signum is None:
+            raise
+        state_file = str(trainer.state_file) if trainer.state_file.is_file() else None
+        raise TrainingInterrupted(signum, state_file, trainer.current_epoch) from None
 
 
 def run_result(config, dataset, trainer, best_valid: tuple, test_result, marks: dict) -> dict:
@@ -96,11 +132,11 @@ def run_result(config, dataset, trainer, best_valid: tuple, test_result, marks: 
         # RecBole's run_recbole keys
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
+        "best_valid_result": flat_metrics(best_valid_result),
+        "test_result": flat_metrics(test_result),
         "valid_metric": config["valid_metric"],
-        "valid": dict(best_valid_result or {}),
-        "test": dict(test_result or {}),
+        "valid": with_breakdowns(best_valid_result),
+        "test": with_breakdowns(test_result),
         "epochs_run": len(trainer.epoch_seconds),
         "valid_history": trainer.valid_history,
         "seconds": run_seconds(trainer, marks),
@@ -112,6 +148,11 @@ def run_result(config, dataset, trainer, best_valid: tuple, test_result, marks: 
         "versions": package_versions(),
         "config": jsonable_config(config),
     }
+
+
+def flat_metrics(result):
+    """RecBole's shape: ``OrderedDict`` metric -> float (None when the split was not evaluated)."""
+    return None if result is None else OrderedDict(result)
 
 
 def run_seconds(trainer, marks: dict) -> dict:
@@ -142,11 +183,15 @@ def objective_function(config_dict=None, config_file_list=None, saved=True) -> d
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, *, nproc=1, ip="localhost",
-        port="5678", saved=True) -> dict:
+        port="5678", saved=True, resume=None) -> dict:
     """``run_recbole_ml`` in one process, or in ``nproc`` DDP processes (RecBole's multi-GPU
     settings: one GPU per process; gloo on CPU when there is no GPU). Returns rank 0's result."""
     if nproc <= 1:
-        return run_recbole_ml(model, dataset, config_file_list, config_dict, saved=saved)
+        return run_recbole_ml(model, dataset, config_file_list, config_dict, saved=saved,
+                              resume=resume)
+    if resume:
+        raise ValueError("--resume continues a single-process run; it cannot be used with "
+                         f"--nproc={nproc}")
     require_main_guard()
     context = torch.multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()

@@ -19,6 +19,7 @@ from recbole_microlens.checkpoint import run_record
 from recbole_microlens.efficiency import all_items_table, item_id_fields, open_trunk_cache, unique_items_table
 from recbole_microlens.data.dataset import HOLDOUT_BY_PHASE
 from recbole_microlens.evaluation import (
+    EvalResult,
     MLEvaluator,
     RankCollector,
     RankingReport,
@@ -26,12 +27,19 @@ from recbole_microlens.evaluation import (
     mask_scores,
     target_ranks,
     top_items,
+    with_breakdowns,
 )
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
 from recbole_microlens.errors import CheckpointError
 from recbole_microlens.io import atomic_open
 from recbole_microlens.model.layers import TowerRuntime
 from recbole_microlens.model.options import choose
+from recbole_microlens.resume import (
+    restore_training_state,
+    save_training_state,
+    state_file_for,
+    training_state,
+)
 
 # Which parameters get the encoder's learning rate and weight decay.
 ENCODER_GROUPS = ("encoder", "encoder+projection")
@@ -74,6 +82,11 @@ class MLTrainer(Trainer):
         self.item_fields = item_id_fields(config)
         self.unique_items = bool(self.tower is not None and config["unique_item_encoding"] is not False)
         self.bf16 = bool(config["bf16"])
+        self.state_file = state_file_for(self.saved_model_file)
+        self.pending_state = None  # a training state to continue from (resume.py)
+        self.save_state = False
+        self.train_generator = None
+        self.current_epoch = 0
         if self.tower is not None:
             self.tower.runtime = TowerRuntime(
                 checkpoint_blocks=bool(config["gradient_checkpointing"]),
@@ -119,8 +132,31 @@ class MLTrainer(Trainer):
     # -- training -------------------------------------------------------------------------------
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
             callback_fn=None):
+        """RecBole's fit, resumable: the state is saved before every epoch and once at the end
+        (single process, ``saved``), and a pending state (:meth:`continue_from`) is restored
+        first, so a resumed run continues exactly where the interrupted one was."""
         self._prepare_trunk_cache(show_progress)
-        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        self.train_generator = getattr(train_data, "generator", None)
+        self.save_state = saved and self.config["single_spec"]
+        if self.pending_state is not None:
+            finished = self.pending_state["finished"]
+            restore_training_state(self, self.pending_state, self.train_generator)
+            self.pending_state = None
+            self.logger.info(f"Resumed {self.state_file} at epoch {self.start_epoch}")
+            if finished:  # training had ended; only the test was left
+                return self.best_valid_score, self.best_valid_result
+        best = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        self._save_training_state(next_epoch=len(self.epoch_seconds), finished=True)
+        return best
+
+    def continue_from(self, state: dict) -> None:
+        """Continue the run ``state`` (``resume.read_training_state``) was saved from."""
+        self.pending_state = state
+
+    def _save_training_state(self, next_epoch: int, finished: bool) -> None:
+        if self.save_state:
+            save_training_state(self.state_file, training_state(
+                self, next_epoch, finished, self.train_generator))
 
     def _prepare_trunk_cache(self, show_progress: bool) -> None:
         """``finetune: top``: compute the frozen trunk's output per item once, train the top only."""
@@ -141,6 +177,8 @@ class MLTrainer(Trainer):
         self.trunk_cache_seconds = time.perf_counter() - started
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._save_training_state(next_epoch=epoch_idx, finished=False)
+        self.current_epoch = epoch_idx
         start = time.perf_counter()
         encoded_before = self.tower.items_encoded if self.tower is not None else 0
         loss = super()._train_epoch(train_data, epoch_idx, loss_func or self._step_loss, show_progress)
@@ -161,7 +199,7 @@ class MLTrainer(Trainer):
         started = time.perf_counter()
         score, result = super()._valid_epoch(valid_data, show_progress)
         self.valid_seconds.append(time.perf_counter() - started)
-        self.valid_history.append(dict(result))
+        self.valid_history.append(with_breakdowns(result))
         return score, result
 
     # -- checkpoints (loadable with torch.load(weights_only=True); see checkpoint.py) ------------
@@ -169,10 +207,8 @@ class MLTrainer(Trainer):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         path = kwargs.pop("saved_model_file", self.saved_model_file)
-        if getattr(self, "run_record", None) is None:
-            self.run_record = run_record(self.config)  # plain data: config, data checksums
         state = {
-            **self.run_record,
+            **self.run_record_once(),
             "model": self.config["model"],
             "epoch": epoch,
             "cur_step": self.cur_step,
@@ -184,6 +220,12 @@ class MLTrainer(Trainer):
             torch.save(state, handle)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
+    def run_record_once(self) -> dict:
+        """Plain data every checkpoint carries (config, data checksums), computed once."""
+        if getattr(self, "run_record", None) is None:
+            self.run_record = run_record(self.config)
+        return self.run_record
 
     def resume_checkpoint(self, resume_file):
         checkpoint = load_trainer_checkpoint(resume_file, self.device,
@@ -222,15 +264,21 @@ class MLTrainer(Trainer):
         split = "test" if holdout == HOLDOUT_BY_PHASE["test"] else "valid"
         collector = self._rank_users(eval_data, split, show_progress)
         report = RankingReport(self.config, collector, dataset.item_num, dataset.train_item_counts())
-        result = report.metrics()
+        result = EvalResult(report.metrics(), self._breakdowns(report, split))
+        self.wandblogger.log_eval_metrics(result, head="eval")  # as stock RecBole's evaluate
+        return result
+
+    def _breakdowns(self, report: RankingReport, split: str) -> dict:
+        """What a split reports beside its metrics (kept out of RecBole's flat result)."""
+        breakdowns = {}
         if self.config["popularity_groups"] and split == "test":
             # a report on the final test only: validation selects on the overall metric
-            result["by_popularity"] = report.by_popularity(self.config["popularity_groups"])
-            result["unseen_targets"] = report.unseen_targets()
+            breakdowns["by_popularity"] = report.by_popularity(self.config["popularity_groups"])
+            breakdowns["unseen_targets"] = report.unseen_targets()
         fallback = self._fallback_items()
         if fallback is not None:
-            result["fallback_targets"], result["real_content"] = report.over_items(fallback)
-        return result
+            breakdowns["fallback_targets"], breakdowns["real_content"] = report.over_items(fallback)
+        return breakdowns
 
     def _rank_users(self, eval_data, split: str, show_progress: bool) -> RankCollector:
         dataset = eval_data._dataset

@@ -8,8 +8,9 @@ from recbole_microlens.tune.driver import DEFAULT_TUNE_DIR, TuneResult, run_tune
 from recbole_microlens.tune.space import packaged_tune_configs
 
 
-def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
-    """The tune flags, shared by ``run_recbole_ml.py --tune`` and ``recbole-microlens tune``."""
+def add_tune_arguments(parser: argparse.ArgumentParser, resume_flag: bool = True) -> None:
+    """The tune flags, shared by ``run_recbole_ml.py --tune`` and ``recbole-microlens tune``
+    (``resume_flag=False``: the caller defines ``--resume`` itself)."""
     def flag(name: str, **kwargs):
         spellings = dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"])
         parser.add_argument(*spellings, dest=name, **kwargs)
@@ -24,7 +25,8 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     flag("max_concurrent", type=int, default=2, help="trials at a time")
     flag("asha", action="store_true", help="stop poor trials early (ASHA on valid NDCG@10)")
     flag("tune_dir", default=DEFAULT_TUNE_DIR, help="where experiments are written")
-    flag("resume", action="store_true", help="continue the interrupted sweep in --tune_dir")
+    if resume_flag:
+        flag("resume", action="store_true", help="continue the interrupted sweep in --tune_dir")
 
 
 def run_tune_from_args(args: argparse.Namespace, config_files=None, config_dict=None) -> TuneResult:

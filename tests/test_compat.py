@@ -126,3 +126,48 @@ def test_stock_run_recbole_completes_its_test_step_on_our_atomic_files(tmp_path,
     checkpoint = next(saved.glob("SASRec-*.pth"))
     with pytest.raises(Exception, match="Weights only load failed"):
         torch.load(checkpoint)  # the switch is off again: what failed RecBole's test step
+
+
+STOCK_RUN = """
+import json, sys
+from recbole.quick_start import run_recbole
+result = run_recbole(model="SASRec", dataset="microlens-sample", config_dict=json.loads(sys.argv[1]))
+print("TEST_RESULT", json.dumps({key: float(value) for key, value in result["test_result"].items()}))
+"""
+
+
+def test_stock_run_recbole_passes_its_test_step_with_the_one_line_opt_in(tmp_path):
+    """The README's fix for a stock RecBole user: torch's own TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1,
+    nothing else (the stock process never imports recbole_microlens; without the variable its
+    test step fails, see the test above). Its cost is bounded as the README says: our reader,
+    which passes weights_only=True, still refuses a pickle under it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from recbole_microlens.checkpoint_io import load_torch_file
+    from recbole_microlens.data.prepare import ensure_atomic_files
+    from recbole_microlens.errors import CheckpointError
+
+    ensure_atomic_files({"dataset": "microlens-sample", "warm": None, "raw_data_path": None,
+                         "data_path": str(tmp_path / "atomic_files" / "microlens-sample")})
+    options = {"data_path": str(tmp_path / "atomic_files"), "checkpoint_dir": str(tmp_path / "saved"),
+               "epochs": 1, "show_progress": False, "hidden_size": 16, "inner_size": 32,
+               "train_neg_sample_args": None, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    command = [sys.executable, "-c", STOCK_RUN, json.dumps(options)]
+    opted_in = subprocess.run(command, cwd=tmp_path, env={**env, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
+                              capture_output=True, text=True, timeout=600)
+    assert opted_in.returncode == 0, opted_in.stderr[-2000:]
+    line = next(line for line in opted_in.stdout.splitlines() if line.startswith("TEST_RESULT"))
+    assert set(json.loads(line.split(" ", 1)[1])) == {"recall@10", "mrr@10", "ndcg@10", "hit@10",
+                                                       "precision@10"}
+    stock_checkpoint = max((tmp_path / "saved").glob("SASRec-*.pth"), key=os.path.getmtime)
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        with pytest.raises(CheckpointError, match=f"{stock_checkpoint.name} is not a readable"):
+            load_torch_file(stock_checkpoint, "ours")  # the opt-in does not reach our reader
+    finally:
+        del os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"]

@@ -1,6 +1,13 @@
 """The documented ways to extend (docs/EXTENDING.md), each by running its example."""
 import importlib
+import json
+import os
+import re
+import subprocess
 import sys
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -46,6 +53,10 @@ def test_a_registered_sasrec_subclass_trains_and_reloads(tmp_path, one_thread):
         tempered = model.full_sort_predict(interaction)
         plain = SASRec.full_sort_predict(model, interaction)
     torch.testing.assert_close(tempered, plain / 0.5)
+    from recbole_microlens.inference import InferenceError, user_vectors
+
+    with pytest.raises(InferenceError, match="TemperedSASRec has no user vectors"):
+        user_vectors(model, dataset, np.array([1, 2]))  # its scores are q . v / T, not q . v
 
 
 def test_models_resolve_by_dotted_path_and_unknown_names_say_how_to_register():
@@ -58,6 +69,17 @@ def test_models_resolve_by_dotted_path_and_unknown_names_say_how_to_register():
     assert "lightgbm" not in str(error.value)  # RecBole's optional libraries stay out of it
     with pytest.raises(ValueError, match="cannot be imported"):
         get_model("examples.nowhere.Model")
+    with pytest.raises(ValueError, match="'os.path.join' is not a model class"):
+        get_model("os.path.join")  # what a checkpoint or --model names must be a model class
+
+
+def test_a_checkpoint_naming_no_importable_model_class_is_refused_in_one_line(tmp_path):
+    from recbole_microlens.checkpoint import CheckpointError, checkpoint_model_class
+
+    for recorded in ("os.path.join", "nowhere.Model", "__main__.Mine"):
+        with pytest.raises(CheckpointError, match="model 'Mine' is unknown here"):
+            checkpoint_model_class({"model": "Mine", "model_class": recorded}, tmp_path / "x.pth")
+    assert checkpoint_model_class({"model": "SASRec"}, "old.pth") is SASRec  # older checkpoints
 
 
 def test_a_custom_dataset_with_registered_defaults(tmp_path, one_thread):
@@ -173,3 +195,59 @@ def test_videorec_variants_read_the_one_shared_layer(name):
     layers = [layer.name for layer in _yaml_layers(model_class, "tinylens")]
     assert issubclass(model_class, VideoRec)
     assert layers[-2:] == [f"{name[:-1]}.yaml", "VideoRec.yaml"]
+
+
+# ------------------------------------------- docs/EXTENDING.md's LSTM, trained and served ---
+DOC = Path(__file__).resolve().parents[1] / "docs" / "EXTENDING.md"
+REPO = DOC.parents[1]
+
+
+def doc_block(after: str, language: str) -> str:
+    """The first ``language`` code block of docs/EXTENDING.md after the text ``after``."""
+    text = DOC.read_text(encoding="utf-8")
+    return re.search(rf"```{language}\n(.*?)```", text[text.index(after):], re.S).group(1)
+
+
+def test_the_documented_lstm_model_trains_and_is_served_with_no_extra_code(tmp_path):
+    """The doc's file, saved where it says, and its shell lines run as they stand (in a fresh
+    shell: nothing imports lstmrec but the checkpoint's recorded class path)."""
+    (tmp_path / "my_models").mkdir()
+    (tmp_path / "my_models" / "lstmrec.py").write_text(doc_block("Save this as", "python"))
+    (tmp_path / "run_recbole_ml.py").symlink_to(REPO / "run_recbole_ml.py")  # a checkout's root
+    script = doc_block("Train it, then serve its checkpoint", "bash")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = next((tmp_path / "saved").glob("LSTMRec-*.pth"))
+    assert torch.load(checkpoint, weights_only=True)["model_class"] == "lstmrec.LSTMRec"
+    header = done.stdout.index("user_id\trank\titem_id\tscore")
+    rows = [line.split("\t") for line in done.stdout[header:].splitlines()[1:11]]
+    assert [(user, int(rank)) for user, rank, _, _ in rows] == \
+        [(user, rank) for user in ("2", "17") for rank in range(1, 6)]
+    items = np.load(checkpoint.with_name(checkpoint.stem + ".items.npy"))
+    users = np.load(checkpoint.with_name(checkpoint.stem + ".users.npy"))
+    meta = json.loads(checkpoint.with_name(checkpoint.stem + ".users.json").read_text())
+    assert items.shape[1] == users.shape[1] == 32  # the doc's hidden_size default
+    assert meta["model"] == "LSTMRec" and {"2", "17"} <= set(meta["row_tokens"])
+
+
+def test_an_installed_plugin_names_its_model_by_entry_point(tmp_path, monkeypatch):
+    """What ``pip install`` leaves for a package declaring the group: a dist-info folder with
+    entry_points.txt; ``--model=LSTMRec`` then resolves by name."""
+    (tmp_path / "my_models").mkdir()
+    (tmp_path / "my_models" / "__init__.py").write_text("")
+    (tmp_path / "my_models" / "lstmrec.py").write_text(doc_block("Save this as", "python"))
+    info = tmp_path / "my_models-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-models\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[recbole_microlens.models]\nLSTMRec = my_models.lstmrec:LSTMRec\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        resolved = get_model("LSTMRec")
+        assert resolved.__module__ == "my_models.lstmrec" and model.MODELS["LSTMRec"] is resolved
+    finally:
+        for name in ("my_models", "my_models.lstmrec"):
+            sys.modules.pop(name, None)

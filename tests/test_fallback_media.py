@@ -45,5 +45,7 @@ def test_identical_fallback_items_score_zero_and_are_counted(raw_without_media, 
         assert metrics["hit@10"] == 0.0 and metrics["ndcg@10"] == 0.0
         assert metrics["fallback_targets"] == n_users
         assert metrics["real_content"]["hit@10"] == 0.0  # no target with real media is left
+    for key in ("best_valid_result", "test_result"):  # RecBole's keys: metrics only
+        assert all(isinstance(value, float) for value in result[key].values())
     table = metrics_table({"valid": result["valid"], "test": result["test"]})
     assert f"real content only ({n_users} fallback targets left out)" in table

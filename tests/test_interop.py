@@ -3,6 +3,7 @@ rebuild their run (load_data_and_model, full_sort_topk), recommend and export-em
 import csv
 import logging
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,86 @@ def test_export_embeddings_writes_item_vectors_with_tokens(trained, loaded, tmp_
     assert vectors.shape == (dataset.item_num - 1, 16) and vectors.dtype == np.float32
     assert meta["row_tokens"] == [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
     np.testing.assert_array_equal(vectors, model.item_tower.embedding.weight[1:].detach().numpy())
+
+
+def test_user_vectors_dotted_with_item_vectors_give_the_scores_recommend_prints(trained, tmp_path):
+    """export-embeddings --user-vectors: one vector per user token, whose dot product with an
+    item's vector is the score recommend prints for that (user, item)."""
+    import json
+
+    items_out = tmp_path / "vectors.items.npy"
+    assert main(["export-embeddings", "--checkpoint", str(trained[1]), "--out", str(items_out),
+                 "--user-vectors"]) == 0
+    users_out = tmp_path / "vectors.users.npy"
+    items, users = np.load(items_out), np.load(users_out)
+    item_tokens = json.loads(items_out.with_suffix(".json").read_text())["row_tokens"]
+    user_meta = json.loads(users_out.with_suffix(".json").read_text())
+    assert users.dtype == np.float32 and users.shape == (trained[0]["n_users"], 16)
+    assert user_meta["rows"] == "users" and len(user_meta["row_tokens"]) == len(users)
+    chosen = user_meta["row_tokens"][::37]
+    recs = tmp_path / "recs.tsv"
+    assert main(["recommend", "--checkpoint", str(trained[1]), "--users", *chosen,
+                 "--topk", "10", "--out", str(recs)]) == 0
+    rows = _read_tsv(recs)
+    assert len(rows) == 10 * len(chosen)
+    user_row = {token: row for row, token in enumerate(user_meta["row_tokens"])}
+    item_row = {token: row for row, token in enumerate(item_tokens)}
+    dots = [float(users[user_row[r["user_id"]]] @ items[item_row[r["item_id"]]]) for r in rows]
+    assert [float(r["score"]) for r in rows] == pytest.approx(dots, rel=1e-5, abs=1e-6)
+
+
+def test_a_user_id_model_exports_the_vectors_it_scores_with(tmp_path, one_thread):
+    """DSSM: the user and item towers' outputs (after their MLPs), not the raw item embedding."""
+    from recbole_microlens.inference import item_vectors, query_interaction, user_vectors
+
+    run_recbole_ml("DSSM", DATASET, config_dict=_options(tmp_path, epochs=1, embedding_size=8,
+                                                         mlp_hidden_size=[8]))
+    _, model, dataset, *_ = load_data_and_model(next((tmp_path / "saved").glob("DSSM-*.pth")))
+    users = np.arange(1, dataset.user_num)
+    with torch.no_grad():
+        scores = model.full_sort_predict(query_interaction(model, dataset, users))
+    torch.testing.assert_close(user_vectors(model, dataset, users, batch_size=50) @
+                               item_vectors(model).T, scores, rtol=1e-5, atol=1e-5)
+
+
+def test_log_wandb_logs_what_stock_recbole_logs(tmp_path, monkeypatch, one_thread):
+    """RecBole's own WandbLogger, over a recording stand-in for the wandb service: train/* and
+    valid/* per epoch, and the test metrics as eval/* in the run summary (stock evaluate's)."""
+    import importlib.machinery
+    import types
+
+    logged, service = [], types.ModuleType("wandb")
+    service.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # find_spec sees it
+    service.run = None
+    service.init = lambda project, config: setattr(service, "run",
+                                                   types.SimpleNamespace(summary={}))
+    service.log = lambda metrics, commit=True: logged.append(dict(metrics))
+    service.define_metric = lambda *args, **kwargs: None
+    monkeypatch.setitem(sys.modules, "wandb", service)
+    result = run_recbole_ml("SASRec", DATASET, config_dict=_options(
+        tmp_path, epochs=1, log_wandb=True, popularity_groups=3))
+    summary = service.run.summary
+    assert {key: summary[f"eval/{key}"] for key in result["test_result"]} == result["test_result"]
+    assert any(entry.get("valid/ndcg@10") == result["best_valid_result"]["ndcg@10"]
+               for entry in logged)
+    assert any("train/train_loss" in entry for entry in logged)
+    assert all(isinstance(value, float) for key, value in summary.items() if key.startswith("eval/"))
+
+
+def test_run_recbole_ml_refuses_log_wandb_without_wandb_in_one_line(monkeypatch, capsys):
+    import importlib.util
+
+    import run_recbole_ml as script
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        script.main(["--model=SASRec", "--dataset=microlens-sample", "--log_wandb=True"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: log_wandb is True but the wandb package is not installed: pip install wandb "
+        "(or set log_wandb: False)"]
 
 
 def test_objective_function_runs_under_recbole_hypertuning(tmp_path, one_thread):

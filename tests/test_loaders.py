@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from recbole.data import data_preparation as recbole_data_preparation
 
+from recbole_microlens.config_check import ConfigError
 from recbole_microlens.data.dataset import create_dataset
 from recbole_microlens.data.loaders import data_preparation
 from tests.helpers import make_config, write_inter_file
@@ -57,7 +58,22 @@ def test_sampled_evaluation_is_refused(root):
         data_preparation(config, create_dataset(config))
 
 
-def test_saving_dataloaders_is_refused_not_ignored(root):
-    config = make_config(root, "synthetic", "DSSM", save_dataloaders=True)
-    with pytest.raises(ValueError, match="save_dataloaders is not supported"):
-        data_preparation(config, create_dataset(config))
+@pytest.mark.parametrize("switch, value", [("save_dataloaders", True), ("save_dataset", True),
+                                           ("dataset_save_path", "saved/d.pth"),
+                                           ("dataloaders_save_path", "saved/l.pth")])
+def test_recbole_pickle_caches_are_refused_not_ignored(root, switch, value):
+    """RecBole would write (and on the next run unpickle) the dataset or its loaders; here the
+    switch is refused at once, in one line, instead of silently doing nothing."""
+    with pytest.raises(ConfigError, match=f"^{switch} is not supported"):
+        make_config(root, "synthetic", "DSSM", **{switch: value})
+
+
+def test_log_wandb_without_wandb_is_one_line_not_an_import_traceback(root, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # an environment without wandb
+                        lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match="log_wandb is True but the wandb package is not "
+                                          "installed: pip install wandb"):
+        make_config(root, "synthetic", "DSSM", log_wandb=True)

@@ -200,3 +200,120 @@ def test_paper_numbers_on_their_own_dataset_are_just_paper():
     assert paper_marker_label(reference, ["microlens-100k"]) == "paper"
     assert paper_marker_label(reference, ["microlens-50k"]) == \
         "paper, on MicroLens-100K (another dataset)"
+
+
+# -- plots a paper can use ------------------------------------------------------------------------
+def _write(folder, **results):
+    folder.mkdir(exist_ok=True)
+    for name, content in results.items():
+        (folder / f"{name}.json").write_text(json.dumps(content))
+    return [folder / f"{name}.json" for name in results]
+
+
+def _bar_series(axes) -> list:
+    from matplotlib.container import BarContainer
+
+    return [container for container in axes.containers if isinstance(container, BarContainer)]
+
+
+def _bar_colours(axes) -> dict[str, tuple]:
+    """Legend label -> the face colour of that series' bars."""
+    return {bars.get_label(): bars.patches[0].get_facecolor() for bars in _bar_series(axes)}
+
+
+def test_two_runs_of_one_model_get_distinct_labels(tmp_path):
+    paths = _write(tmp_path / "r", a=result("SASRec", (0.1, 0.05, 0.2, 0.07), learning_rate=0.001),
+                   b=result("SASRec", (0.2, 0.1, 0.3, 0.15), learning_rate=0.01),
+                   c=result("SASRec", (0.3, 0.1, 0.3, 0.15), learning_rate=0.01))
+    assert [s.label for s in load_summaries(paths)] == [
+        "SASRec (learning_rate=0.001)", "SASRec (learning_rate=0.01) [b]",
+        "SASRec (learning_rate=0.01) [c]"]  # equal settings, no seeds: the files tell them apart
+    two = load_summaries(paths[:2])
+    assert [s.label for s in two] == ["SASRec (learning_rate=0.001)", "SASRec (learning_rate=0.01)"]
+
+
+def test_runs_over_seeds_become_a_mean_with_error_bars(tmp_path, figures):
+    from recbole_microlens.report import plot_overall, plot_popularity
+
+    paths = _write(tmp_path / "r", **{
+        f"s{seed}": {**result("SASRec", (hit, hit / 2, hit, hit / 2),
+                              by_popularity=groups(hit, hit, hit), seed=seed), "seed": seed}
+        for seed, hit in ((1, 0.10), (2, 0.12), (3, 0.14))},
+        video=video("r3d-r18", "top", (0.2, 0.1, 0.3, 0.15), by_popularity=groups(0.2, 0.0, 0.2)))
+    summaries = load_summaries(paths)
+    sasrec = summaries[0]
+    assert len(summaries) == 2 and sasrec.label == "SASRec" and sasrec.seeds == (1, 2, 3)
+    assert sasrec.test["hit@10"] == pytest.approx(0.12)
+    assert sasrec.test_std["hit@10"] == pytest.approx(0.02)  # sample std over the seeds
+    table = results_table(summaries)
+    row = table_rows(table, "Class")[0]
+    assert row[1:3] == ["SASRec", "0.1200 ± 0.0200"] and row[-1] == "3"
+    plot_overall(summaries, None, tmp_path / "overall.png")
+    plot_popularity(summaries, sasrec, tmp_path / "popularity.png")
+    bars = _bar_series(figures["overall.png"].axes[0])
+    assert len(bars) == 2 and all(series.errorbar is not None for series in bars)
+    left = figures["popularity.png"].axes[0]
+    sasrec_bars = next(c for c in _bar_series(left) if c.get_label() == "SASRec")
+    error_lines = sasrec_bars.errorbar.lines[2][0].get_segments()
+    assert [abs(top[1] - bottom[1]) for bottom, top in error_lines] == \
+        pytest.approx([0.04] * 3)  # +- one std (0.02) at each group
+
+
+def test_popularity_plot_colours_log_ratios_group_sizes_and_zero_versus_na(tmp_path, figures):
+    from recbole_microlens.report import plot_popularity
+
+    paths = _write(tmp_path / "r",
+                   base=result("SASRec", (0.1, 0.05, 0.2, 0.07), by_popularity=groups(0.0, 0.1, 0.4)),
+                   ids=result("SASRecIDV", (0.1, 0.05, 0.2, 0.07), by_popularity=groups(0.1, 0.0, 3.1),
+                              item_tower="id+features", features_file="features/minilm.npy"),
+                   text=video("minilm", "frozen", (0.1, 0.05, 0.2, 0.07),
+                              by_popularity=groups(0.2, 0.2, 0.04)))
+    summaries = load_summaries(paths)
+    assert summaries[1].label == "SASRecID+minilm"  # the features it fuses, not "SASRecIDV"
+    plot_popularity(summaries, summaries[0], tmp_path / "popularity.png")
+    figure = figures["popularity.png"]
+    left, right = figure.axes
+    left_colours, right_colours = _bar_colours(left), _bar_colours(right)
+    assert set(right_colours) == {"SASRecID+minilm", "SASRecV (minilm, frozen)"}
+    for label, colour in right_colours.items():
+        assert left_colours[label] == colour  # a run keeps its colour across panels
+    assert right.get_yscale() == "log" and left.get_yscale() == "linear"
+    ticks = [tick.get_text() for tick in right.get_xticklabels()]
+    assert ticks == ["1\n10 users", "2\n20 users", "3\n30 users"]  # users per group shown
+    notes = {text.get_text(): text for text in right.texts}
+    assert sorted(t.get_text() for t in right.texts) == ["0", "n/a", "n/a"]  # ratio 0 vs base 0
+    assert notes["0"].get_color() != notes["n/a"].get_color()  # the run's colour, not grey
+    assert notes["0"].get_fontweight() == "bold"
+    assert "0" in _texts(left)  # a zero HR@10 is written, not an invisible bar
+    figure.canvas.draw()
+    canvas = figure.bbox
+    for text in right.texts + left.texts:
+        assert text.get_fontsize() >= 8 and text.get_rotation() == 0
+        box = text.get_window_extent()
+        assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0  # not clipped
+
+
+def test_the_committed_figures_redraw_from_the_tables_benchmarks_md_publishes(tmp_path, figures):
+    """benchmarks/redraw_plots.py: each figure's numbers are read from BENCHMARKS.md's tables."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import redraw_plots
+
+    text = redraw_plots.BENCHMARKS.read_text(encoding="utf-8")
+    content = redraw_plots.title_content(text)
+    assert [s.label for s in content] == ["ID SASRec", "SASRecID+T", "titles, MiniLM frozen"]
+    assert [s.by_popularity["1"]["hit@10"] for s in content] == [0.0004, 0.0047, 0.0122]
+    assert content[0].by_popularity["5"]["n_users"] == 16675
+    overall, _ = redraw_plots.studies(text)
+    assert [(s.dataset, s.warm, s.test["hit@10"]) for s in overall][1:3] == [
+        ("microlens-50k-warm20", 20, 0.0553), ("microlens-50k-warm50", 50, 0.0744)]
+    features = redraw_plots.title_features(text)
+    assert [s.label for s in features["SASRecID+T"]] == ["SASRecID", "SASRecID+T"]
+    redraw_plots.main(["--out", str(tmp_path)])
+    assert (tmp_path / "title_features_50k" / "SASRecID+T" / "popularity.png").is_file()
+    legend = [t.get_text() for t in figures["popularity.png"].axes[0].get_legend().get_texts()]
+    assert legend == ["DSSM", "DSSMID+T"]  # the last popularity.png drawn: paper names
+    assert figures["overall.png"].axes[0].get_ylabel()
+    assert (tmp_path / "tune_sasrec_50k_heatmap.png").read_bytes().startswith(PNG_SIGNATURE)

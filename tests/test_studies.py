@@ -215,6 +215,19 @@ def test_popularity_group_metrics_sum_back_to_the_overall(side_study):
         assert "unseen_targets" not in result["valid"]
 
 
+def test_recbole_result_keys_stay_flat_metric_to_float_with_popularity_groups(side_study):
+    """RecBole's ``test_result`` / ``best_valid_result`` hold metrics only, as stock RecBole's
+    (``pd.Series(...).astype(float)`` works); the breakdowns live in our ``test``."""
+    import pandas as pd
+
+    for result in side_study:
+        for key in ("test_result", "best_valid_result"):
+            assert result[key] and all(isinstance(v, float) for v in result[key].values()), key
+            assert pd.Series(result[key]).astype(float).index.tolist() == list(result[key])
+        assert {k: v for k, v in result["test"].items() if "@" in k} == result["test_result"]
+        assert "by_popularity" in result["test"] and "by_popularity" not in result["test_result"]
+
+
 # ------------------------------------------------------------------------ encoder sweep ---
 def test_encoder_sweep_writes_a_result_per_run_and_a_table(root, capsys):
     out = root / "sweep"

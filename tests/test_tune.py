@@ -240,3 +240,23 @@ def test_failed_and_early_stopped_trials_are_reported_and_the_sweep_goes_on(ray_
     assert result.best["trial"] == by_lr[5e-3]["trial"]
     assert "learning_rate must be a positive number" in result.files["markdown"].read_text()
     assert result.files["heatmap"].read_bytes()[:8] == PNG_MAGIC  # the failed cell shows n/a
+
+
+def test_heatmap_outlines_the_chosen_cell(tmp_path, monkeypatch):
+    from matplotlib.patches import Rectangle
+
+    from recbole_microlens.report import style
+    from recbole_microlens.tune.outputs import choose_best, write_heatmap
+
+    drawn = []
+    monkeypatch.setattr(style, "save", lambda figure, path: drawn.append(figure) or path)
+    rows = [{"trial": f"t{i}", "status": "completed", "learning_rate": lr, "embedding_size": size,
+             "valid_ndcg@10": score}
+            for i, (lr, size, score) in enumerate([(1e-4, 32, 0.003), (1e-3, 32, 0.008),
+                                                   (1e-4, 64, 0.002), (1e-3, 64, 0.020)])]
+    best = choose_best(rows)
+    write_heatmap(tmp_path / "h.png", rows, ["learning_rate", "embedding_size"], "t", chosen=best)
+    axes = drawn[0].axes[0]
+    outlines = [p for p in axes.patches if isinstance(p, Rectangle) and not p.get_fill()]
+    assert [(p.get_x() + 0.5, p.get_y() + 0.5) for p in outlines] == [(1.0, 1.0)]  # lr 1e-3, 64
+    assert "chosen" in [text.get_text() for text in axes.texts]

@@ -23,9 +23,6 @@ class UserBatchedFullSortEvalDataLoader(FullSortEvalDataLoader):
 
 def data_preparation(config, dataset):
     """Split ``dataset`` and build its loaders (RecBole's recipe, full ranking only)."""
-    if config["save_dataloaders"]:
-        raise ValueError("save_dataloaders is not supported: loaders are rebuilt from the "
-                         "atomic files each run (set save_dataloaders: False)")
     for phase in ("valid", "test"):
         if config["eval_args"]["mode"][phase] != "full":
             raise ValueError(f"eval_args.mode.{phase} is {config['eval_args']['mode'][phase]!r}: "

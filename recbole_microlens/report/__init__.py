@@ -20,7 +20,7 @@ from recbole_microlens.report.plots import (
 )
 from recbole_microlens.report.tables import (
     RunSummary, by_dataset, choose_baseline, encoder_table, is_encoder_sweep, load_reference,
-    load_summaries, popularity_table, results_table, side_feature_label,
+    load_summaries, over_seeds, popularity_table, results_table, side_feature_label,
 )
 
 __all__ = ["RunSummary", "encoder_table", "load_reference", "load_summaries", "paper_marker_label",
@@ -36,6 +36,9 @@ def write_report(result_files, out_dir: str | os.PathLike, *, reference=None,
     reference = load_reference(reference) if reference is not None else None
     files = {"overall": plot_overall(summaries, reference, out_dir / "overall.png")}
     lines = ["# Results", "", results_table(summaries, reference), ""]
+    if over_seeds(summaries):
+        lines += ["Runs repeated over seeds show the mean ± the standard deviation over their "
+                  "seeds (error bars in the plots).", ""]
     if reference is not None:
         lines += [f"Paper numbers: {reference['source']}.", ""]
     lines += ["![test metrics](overall.png)", ""]
@@ -55,6 +58,7 @@ def write_report(result_files, out_dir: str | os.PathLike, *, reference=None,
         files["encoders"] = plot_encoders(summaries, reference, out_dir / "encoders.png")
         lines += ["## Encoder sweep", "", encoder_table(summaries, reference), "",
                   "![encoder sweep](encoders.png)", ""]
-    lines += ["Result files: " + ", ".join(f"`{s.path.name}`" for s in summaries), ""]
+    lines += ["Result files: " + ", ".join(f"`{path.name}`" for s in summaries
+                                           for path in (s.sources or (s.path,))), ""]
     files["report"] = write_text(out_dir / "report.md", "\n".join(lines))
     return files

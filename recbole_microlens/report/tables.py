@@ -6,7 +6,8 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,13 @@ SIDE_FEATURE_NAMES = {"pop_bin": "Pop", "tags": "Tag"}
 WARM_SUFFIX = re.compile(r"-warm(\d+)$")
 ANY = "*"  # a reference row's wildcard value
 MATCH_DEFAULTS = {"item_encoder": None, "finetune": None, "side_features": (), "warm": 0}
+#: config keys that differ between runs of one experiment (where and how it ran, the seed):
+#: runs differing only in these are seeds of one run (a mean with error bars), never two runs
+RUN_KEYS = frozenset({"seed", "run_id", "checkpoint_dir", "result_file", "local_rank",
+                      "world_size", "nproc", "ip", "port", "offset", "gpu_id", "device",
+                      "single_spec", "show_progress", "state", "worker", "log_wandb"})
+#: at most this many differing config keys name two runs apart ("SASRec (learning_rate=0.001)")
+LABEL_KEYS = 2
 
 
 # ------------------------------------------------------------------------------- results ---
@@ -50,6 +58,16 @@ class RunSummary:
     warm: int
     test: dict
     by_popularity: dict | None
+    #: the run's name when its result does not make it (a caller's, or two runs told apart)
+    name: str | None = None
+    #: the seeds averaged into ``test`` (more than one: a mean over seeds)
+    seeds: tuple = ()
+    #: std over seeds: of each test metric, and of each popularity group's HR@10
+    test_std: dict = field(default_factory=dict, compare=False)
+    popularity_std: dict = field(default_factory=dict, compare=False)
+    #: the resolved config (what tells two runs of one model apart)
+    config: dict = field(default_factory=dict, compare=False, repr=False)
+    sources: tuple = ()  # every result file behind this summary (several seeds: several)
 
     @property
     def model_class(self) -> str:
@@ -57,11 +75,19 @@ class RunSummary:
 
     @property
     def label(self) -> str:
-        """The run's name in tables: ``SASRec``, ``SASRecID+Pop``, ``SASRecV (r3d-r18, top)``."""
+        """The run's name in tables and legends: ``SASRec``, ``SASRecID+Pop``,
+        ``SASRecV (r3d-r18, top)``, or the name it was given."""
+        return self.name or self.model_label
+
+    @property
+    def model_label(self) -> str:
+        """The name the result itself gives the run (model, tower, encoder, side features)."""
         if self.item_encoder:
             return f"{self.model} ({self.item_encoder}, {self.finetune})"
         if self.side_features:
             return side_feature_label(self.model.removesuffix("Side"), self.side_features)
+        if self.item_tower == "id+features" and self.config.get("features_file"):
+            return features_label(self.model, self.config["features_file"])
         return self.model
 
     def match_values(self) -> dict:
@@ -81,6 +107,13 @@ def side_feature_label(model: str, features) -> str:
     return f"{model}ID+" + "+".join(SIDE_FEATURE_NAMES.get(name, name) for name in features)
 
 
+def features_label(model: str, features_file: str) -> str:
+    """A VIDRec run by the features it fuses: ``SASRecID+minilm`` (the file extract-features
+    names after its encoder), as the paper's ``SASRecID+V`` names its video features."""
+    base = model[:-1] if model.endswith("IDV") else f"{model}ID"
+    return f"{base}+{Path(features_file).stem}"
+
+
 def summarize(result: dict, path: Path) -> RunSummary:
     config = result.get("config") or {}
     tower = config.get("item_tower") or "id"
@@ -96,7 +129,8 @@ def summarize(result: dict, path: Path) -> RunSummary:
         item_encoder=encoder, finetune=config.get("finetune") if encoder else None,
         side_features=tuple(config.get("side_features") or ()) if tower == "id+side" else (),
         warm=warm, test={key: value for key, value in test.items() if key in METRICS},
-        by_popularity=test.get("by_popularity"))
+        by_popularity=test.get("by_popularity"),
+        seeds=(result.get("seed", config.get("seed")),), config=config, sources=(Path(path),))
 
 
 def result_paths(paths) -> list[Path]:
@@ -108,6 +142,8 @@ def result_paths(paths) -> list[Path]:
 
 
 def load_summaries(paths) -> list[RunSummary]:
+    """One summary per run: results that differ only by seed become one (mean, std over the
+    seeds), and runs that would share a name get the config keys that tell them apart."""
     summaries = []
     for path in result_paths(paths):
         result = json.loads(path.read_text(encoding="utf-8"))
@@ -116,7 +152,89 @@ def load_summaries(paths) -> list[RunSummary]:
         summaries.append(summarize(result, path))
     if not summaries:
         raise ValueError("no result files to report on")
-    return summaries
+    return distinct_labels(average_seeds(summaries))
+
+
+# ------------------------------------------------------------------ seeds and run names ---
+def _experiment(summary: RunSummary) -> tuple:
+    """What a run is, seed and process details left out: equal for seeds of one run."""
+    settings = {key: value for key, value in summary.config.items() if key not in RUN_KEYS}
+    return (summary.model_label, summary.dataset, summary.name,
+            json.dumps(settings, sort_keys=True, default=str))
+
+
+def average_seeds(summaries: list[RunSummary]) -> list[RunSummary]:
+    """Runs of one experiment with distinct seeds -> one summary with the mean of every test
+    metric (and popularity group) and its std over the seeds; anything else is kept as is."""
+    groups: dict[tuple, list[RunSummary]] = {}
+    for summary in summaries:
+        groups.setdefault(_experiment(summary), []).append(summary)
+    averaged = []
+    for runs in groups.values():  # in order of each experiment's first result
+        seeds = [run.seeds[0] for run in runs]
+        if len(runs) > 1 and None not in seeds and len(set(seeds)) == len(runs):
+            averaged.append(_mean_over_seeds(runs))
+        else:
+            averaged += runs
+    return averaged
+
+
+def _mean_std(values: list) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _mean_over_seeds(runs: list[RunSummary]) -> RunSummary:
+    first = runs[0]
+    test, test_std = {}, {}
+    for metric in first.test:
+        test[metric], test_std[metric] = _mean_std([run.test.get(metric) for run in runs])
+    by_popularity, popularity_std = None, {}
+    if all(run.by_popularity for run in runs):
+        by_popularity = {}
+        for group, info in first.by_popularity.items():
+            means = {m: _mean_std([run.by_popularity[group].get(m) for run in runs])
+                     for m in METRICS if m in info}
+            by_popularity[group] = {**info, **{m: mean for m, (mean, _) in means.items()}}
+            popularity_std[group] = means[RATIO_METRIC][1] if RATIO_METRIC in means else math.nan
+    return replace(first, test=test, test_std=test_std, by_popularity=by_popularity,
+                   popularity_std=popularity_std, seeds=tuple(sorted(run.seeds[0] for run in runs)),
+                   sources=tuple(path for run in runs for path in run.sources))
+
+
+def distinct_labels(summaries: list[RunSummary]) -> list[RunSummary]:
+    """Runs on one dataset that would share a label are named by the config keys in which
+    they differ (``SASRec (learning_rate=0.001)``), and by their result file where even those
+    are equal (``SASRec [run2]``)."""
+    named = list(summaries)
+    clashes: dict[tuple, list[int]] = {}
+    for index, summary in enumerate(named):
+        clashes.setdefault((summary.label, summary.dataset), []).append(index)
+    for (label, _), indices in clashes.items():
+        if len(indices) < 2:
+            continue
+        runs = [named[index] for index in indices]
+        keys = _differing_keys(runs)
+        names = [f"{label} ({_settings_text(run, keys)})" if keys else label for run in runs]
+        for index, run, name in zip(indices, runs, names):
+            if names.count(name) > 1:  # the same settings twice: the result file tells them apart
+                name += f" [{run.sources[0].stem if run.sources else index}]"
+            named[index] = replace(run, name=name)
+    return named
+
+
+def _differing_keys(runs: list[RunSummary]) -> list[str]:
+    """The first LABEL_KEYS config keys (by name) whose values differ among ``runs``."""
+    keys = sorted(set().union(*(run.config for run in runs)) - RUN_KEYS)
+    return [key for key in keys
+            if len({json.dumps(run.config.get(key), sort_keys=True, default=str)
+                    for run in runs}) > 1][:LABEL_KEYS]
+
+
+def _settings_text(run: RunSummary, keys: list[str]) -> str:
+    return ", ".join(f"{key}={run.config.get(key)}" for key in keys)
 
 
 # ----------------------------------------------------------------------------- reference ---
@@ -152,6 +270,18 @@ def _number(value) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def _metric(value, std=None) -> str | None:
+    """Our number in a table: ``0.0660``, or ``0.0660 ± 0.0012`` for a mean over seeds."""
+    value = _number(value)
+    if value is None:
+        return None
+    return f"{value:.4f}" if std is None or math.isnan(std) else f"{value:.4f} ± {std:.4f}"
+
+
+def over_seeds(summaries: list[RunSummary]) -> bool:
+    return any(len(summary.seeds) > 1 for summary in summaries)
+
+
 def _markdown(body: list[list], headers: list[str]) -> str:
     return tabulate(body, headers=headers, tablefmt="github", floatfmt=".4f", missingval="")
 
@@ -168,15 +298,18 @@ def in_table_order(summaries: list[RunSummary]) -> list[RunSummary]:
 
 def results_table(summaries: list[RunSummary], reference: dict | None = None) -> str:
     """Table 2's layout: Class, Model, HR@10, NDCG@10, HR@20, NDCG@20 (Dataset when several;
-    the paper's numbers after ours when a reference is given)."""
-    with_dataset = varies(summaries, "dataset")
+    mean ± std and the number of seeds for runs repeated over seeds; the paper's numbers after
+    ours when a reference is given)."""
+    with_dataset, with_seeds = varies(summaries, "dataset"), over_seeds(summaries)
     headers = ["Class", "Model"] + ["Dataset"] * with_dataset + [HEADERS[m] for m in METRICS]
+    headers += ["Seeds"] * with_seeds
     if reference is not None:
         headers += [f"paper {HEADERS[m]}" for m in METRICS]
     body = []
     for summary in in_table_order(summaries):
         row = [summary.model_class, summary.label] + [summary.dataset] * with_dataset
-        row += [_number(summary.test.get(metric)) for metric in METRICS]
+        row += [_metric(summary.test.get(m), summary.test_std.get(m)) for m in METRICS]
+        row += [len(summary.seeds)] * with_seeds
         if reference is not None:
             paper = paper_row(summary, reference) or {}
             row += [_number(paper.get(metric)) for metric in METRICS]
@@ -215,7 +348,8 @@ def popularity_table(summaries: list[RunSummary], baseline: RunSummary) -> str:
     for group, info in baseline.by_popularity.items():
         row = [group, info["items"], f"{info['train_count_min']}-{info['train_count_max']}",
                info["n_users"]]
-        row += [_number(summary.by_popularity[group][RATIO_METRIC]) for summary in summaries]
+        row += [_metric(summary.by_popularity[group][RATIO_METRIC],
+                        summary.popularity_std.get(group)) for summary in summaries]
         row += [_number(ratio(summary.by_popularity[group][RATIO_METRIC],
                               info[RATIO_METRIC])) for summary in others]
         body.append(row)
@@ -252,8 +386,8 @@ def encoder_table(summaries: list[RunSummary], reference: dict | None = None) ->
     body = []
     for (dataset, model, encoder), runs in rows.items():
         row = [dataset] * with_dataset + [model, encoder]
-        row += [_number(runs[mode].test.get(m)) if mode in runs else None
-                for mode in modes for m in metrics]
+        row += [_metric(runs[mode].test.get(m), runs[mode].test_std.get(m)) if mode in runs
+                else None for mode in modes for m in metrics]
         if reference is not None:
             papers = {mode: paper_row(runs[mode], reference) or {} for mode in runs}
             row += [_number(papers[mode].get(m)) if mode in papers else None

@@ -45,7 +45,8 @@ def report_sweep(results, experiment_dir: Path, swept: list[str], model: str,
     if plotted:
         files["heatmap"] = experiment_dir / "valid_ndcg10_heatmap.png"
         write_heatmap(files["heatmap"], plotted, swept,
-                      f"{model} on {dataset}: valid NDCG@10" if dataset else f"{model}: valid NDCG@10")
+                      f"{model} on {dataset}: valid NDCG@10" if dataset else f"{model}: valid NDCG@10",
+                      chosen=best)
     print(summary(markdown, rows, files, experiment_dir), flush=True)
     return TuneResult(experiment_dir, rows, best, best_config, files)
 
@@ -175,11 +176,14 @@ def heatmap_rows(rows: list[dict], swept: list[str]) -> list[dict]:
             if row["learning_rate"] is not None and row[EMBEDDING_SIZE] is not None]
 
 
-def write_heatmap(path: Path, rows: list[dict], swept: list[str], title: str) -> None:
-    """Valid NDCG@10 over learning rate x embedding size (best over any other swept axis)."""
+def write_heatmap(path: Path, rows: list[dict], swept: list[str], title: str,
+                  chosen: dict | None = None) -> None:
+    """Valid NDCG@10 over learning rate x embedding size (best over any other swept axis), the
+    ``chosen`` trial's cell outlined."""
     import numpy as np
     import pandas as pd
-    from matplotlib.figure import Figure  # no pyplot: the Agg canvas, no global backend switch
+
+    from recbole_microlens.report import style
 
     frame = pd.DataFrame(rows)
     grid = frame.pivot_table(index=EMBEDDING_SIZE, columns="learning_rate", values=SELECTION,
@@ -188,22 +192,23 @@ def write_heatmap(path: Path, rows: list[dict], swept: list[str], title: str) ->
                         columns=sorted(frame["learning_rate"].unique()))
     values = np.ma.masked_invalid(grid.to_numpy(dtype=float))
     others = [key for key in swept if key not in ("learning_rate", EMBEDDING_SIZE)]
-    figure = Figure(figsize=(1.2 * values.shape[1] + 2.5, 0.6 * values.shape[0] + 2), dpi=120)
-    axes = figure.add_subplot()
+    figure, (axes,) = style.figure(1.3 * values.shape[1] + 2.8, 0.7 * values.shape[0] + 2.2)
     image = axes.imshow(values, cmap="viridis", aspect="auto", origin="lower")
     for (i, j), value in np.ndenumerate(values.filled(np.nan)):
         dark_cell = not np.isnan(value) and value < values.mean()  # failed cells stay blank
-        axes.text(j, i, "n/a" if np.isnan(value) else f"{value:.4f}", ha="center", va="center",
-                  fontsize=8, color="white" if dark_cell else "black")
+        axes.text(j, i, style.NOT_AVAILABLE if np.isnan(value) else f"{value:.4f}", ha="center",
+                  va="center", fontsize=style.FONT["note"] + 1,
+                  color="white" if dark_cell else "black")
+    if chosen is not None and chosen["learning_rate"] in set(grid.columns) \
+            and chosen[EMBEDDING_SIZE] in set(grid.index):
+        style.mark_cell(axes, list(grid.columns).index(chosen["learning_rate"]),
+                        list(grid.index).index(chosen[EMBEDDING_SIZE]))
     axes.set_xticks(range(len(grid.columns)), [f"{lr:g}" for lr in grid.columns])
     axes.set_yticks(range(len(grid.index)), [str(size) for size in grid.index])
-    axes.set_xlabel("learning rate")
-    axes.set_ylabel("embedding size")
-    axes.set_title(title + (f" (best over {', '.join(others)})" if others else ""), fontsize=9)
+    style.labels(axes, "learning rate", "embedding size",
+                 title + (f" (best over {', '.join(others)})" if others else ""))
     figure.colorbar(image, ax=axes, label="valid NDCG@10")
-    figure.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png")
+    style.save(figure, path)
 
 
 def summary(markdown: str, rows: list[dict], files: dict, experiment_dir: Path) -> str:

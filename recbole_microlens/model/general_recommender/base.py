@@ -92,6 +92,17 @@ class UserIDRecommender(GeneralRecommender):
         user_vectors, item_vectors = self.vectors(interaction[self.USER_ID], items)
         return user_vectors @ item_vectors.T
 
+    def query_vectors(self, interaction) -> torch.Tensor:
+        """``[B, D]``: the user side of ``vectors`` (scores are its dot products with
+        :meth:`item_vectors`, as in ``full_sort_predict``)."""
+        users = interaction[self.USER_ID]
+        return self.vectors(users, users.new_zeros(1))[0]
+
+    def item_vectors(self) -> torch.Tensor:
+        """``[n_items, D]`` (row 0: padding): the item side of ``vectors``."""
+        items = torch.arange(self.n_items, device=self.log_popularity.device)
+        return self.vectors(items.new_zeros(1), items)[1]
+
 
 def masked_item_vectors(item_tower, item_ids: torch.Tensor) -> torch.Tensor:
     """``[..., D]`` item vectors, padding positions exactly zero."""
@@ -125,7 +136,6 @@ class HistoryPairRecommender(MLSequentialRecommender):
         if dataset.train_rows_mode() != "prefixes":
             raise ValueError(f"{type(self).__name__} scores one target per row: "
                              "set train_rows: prefixes")
-        self.initializer_range = config["initializer_range"]
         self.pair_chunk_elements = config["pair_chunk_elements"]
 
     def user_part(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> UserPart:

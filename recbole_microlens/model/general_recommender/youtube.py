@@ -18,7 +18,6 @@ class YouTubeID(MLSequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.initializer_range = config["initializer_range"]
         hidden = config["mlp_hidden_size"]
         self.user_tower = nn.Sequential(
             MLPLayers([self.item_dim, *hidden], config["dropout_prob"], activation="relu"),

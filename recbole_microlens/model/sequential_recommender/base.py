@@ -19,6 +19,8 @@ from recbole_microlens.model.options import choose
 LOSS_TYPES = ("inbatch", "CE")
 PADDING_SIDES = ("right", "left")
 WEIGHT_INITS = ("normal", "xavier_normal")
+#: std of ``weight_init: normal`` when no yaml sets ``initializer_range`` (RecBole's SASRec value)
+DEFAULT_INITIALIZER_RANGE = 0.02
 
 
 def left_align(item_seq: torch.Tensor, item_seq_len: torch.Tensor, width: int) -> torch.Tensor:
@@ -59,6 +61,8 @@ class MLSequentialRecommender(SequentialRecommender):
         self.item_dim = config[self.item_dim_key]
         self.padding_side = choose(config, "padding_side", PADDING_SIDES, default="right")
         self.weight_init = choose(config, "weight_init", WEIGHT_INITS, default="normal")
+        self.initializer_range = (DEFAULT_INITIALIZER_RANGE if config["initializer_range"] is None
+                                  else config["initializer_range"])
         self.inbatch_candidates = choose(config, "inbatch_candidates", CANDIDATE_SETS,
                                          default="unique")
         self.item_tower = build_item_tower(config, dataset, self.item_dim)
@@ -128,6 +132,14 @@ class MLSequentialRecommender(SequentialRecommender):
         query = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return (query * self.item_tower(interaction[self.ITEM_ID])).sum(dim=-1)
 
+    def query_vectors(self, interaction) -> torch.Tensor:
+        """``[B, D]``: each user's query, the state after their window; a score is its dot
+        product with :meth:`item_vectors` (what ``export-embeddings`` writes per user)."""
+        return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+
+    def item_vectors(self) -> torch.Tensor:
+        """``[n_items, D]`` (row 0: padding): the vectors queries are scored against."""
+        return self.item_tower.all_items()
+
     def full_sort_predict(self, interaction):
-        query = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return query @ self.item_tower.all_items().T
+        return self.query_vectors(interaction) @ self.item_vectors().T

@@ -11,7 +11,6 @@ class GRU4Rec(MLSequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.initializer_range = config["initializer_range"] or 0.02
         self.emb_dropout = nn.Dropout(config["dropout_prob"])
         self.gru_layers = nn.GRU(
             input_size=self.item_dim,

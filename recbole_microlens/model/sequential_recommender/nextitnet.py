@@ -12,7 +12,6 @@ class NextItNet(MLSequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.initializer_range = config["initializer_range"] or 0.02
         dim = self.item_dim
         dilations = config["dilations"] * config["block_num"]
         self.residual_blocks = nn.Sequential(

@@ -14,7 +14,6 @@ class SASRec(MLSequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.initializer_range = config["initializer_range"]
         self.position_embedding = nn.Embedding(self.max_seq_length, self.item_dim)
         self.trm_encoder = TransformerEncoder(
             n_layers=config["n_layers"],

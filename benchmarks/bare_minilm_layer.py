@@ -1,0 +1,66 @@
+"""One all-MiniLM-L6-v2 layer alone, forward and backward: the arithmetic floor of a top-1 step.
+
+    python benchmarks/bare_minilm_layer.py --tokens 56206 --items 2086 --repeats 5
+
+A check on ``text_topk_profile.py --json`` that shares none of its code: transformers' own
+``BertLayer`` built from MiniLM's config (384 wide, 1536 FFN, 12 heads), in train mode (dropout
+on, torch's fused attention as the project's default), over ``--items`` rows holding ``--tokens`` tokens in all, with an all-ones attention mask;
+prints the median seconds of ``--repeats`` forward + backward passes after a warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from transformers import BertConfig
+from transformers.models.bert.modeling_bert import BertLayer
+
+
+def minilm_config() -> BertConfig:
+    """MiniLM's shape from its shipped config when the weights package is installed."""
+    try:
+        from recbole_microlens.data.text import minilm_folder
+
+        folder = minilm_folder()
+    except ImportError:
+        folder = None
+    if folder is not None:
+        return BertConfig.from_pretrained(folder)
+    return BertConfig(hidden_size=384, intermediate_size=1536, num_attention_heads=12)
+
+
+def time_layer(tokens: int, items: int, repeats: int, attention: str) -> list[float]:
+    config = minilm_config()
+    config._attn_implementation = attention  # how transformers picks the attention kernel
+    layer = BertLayer(config).train()
+    width = -(-tokens // items)
+    hidden = torch.randn(items, width, layer.output.dense.out_features)
+    additive_mask = torch.zeros(items, 1, 1, width)  # every token attends to every token
+    seconds = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        out = layer(hidden, attention_mask=additive_mask)[0]
+        out.sum().backward()
+        seconds.append(time.perf_counter() - started)
+    return seconds[1:]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, required=True, help="real tokens per step")
+    parser.add_argument("--items", type=int, required=True, help="distinct titles per step")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--attention", choices=["sdpa", "eager"], default="sdpa",
+                        help="sdpa: the project's default (fused_attention: true)")
+    args = parser.parse_args()
+    seconds = time_layer(args.tokens, args.items, args.repeats, args.attention)
+    print(json.dumps({"bare_layer_s": statistics.median(seconds), "runs_s": seconds,
+                      "tokens": args.tokens, "items": args.items,
+                      "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()
