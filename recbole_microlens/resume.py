@@ -141,8 +141,10 @@ def check_same_run(state: dict, config, path) -> None:
                               f"{config['model']} on {config['dataset']}")
     now = plain(jsonable_config(config))
     before = state["config"]
-    differing = sorted(key for key in set(now) | set(before)
-                       if key not in VOLATILE_KEYS and now.get(key) != before.get(key))
+    # a key the state lacks came with a newer version of the project, whose default keeps the
+    # behaviour the run had: the run continues under it
+    differing = sorted(key for key in before
+                       if key not in VOLATILE_KEYS and now.get(key) != before[key])
     if differing:
         shown = ", ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in differing[:5])
         raise CheckpointError(f"{path} was trained with other settings ({shown}); resume with "

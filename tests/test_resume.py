@@ -164,3 +164,20 @@ def test_the_best_valid_result_keeps_its_breakdowns_through_a_state_file(tmp_pat
     assert dict(trainer.best_valid_result) == {"ndcg@10": 0.25}
     assert trainer.best_valid_result.breakdowns == best.breakdowns
     assert trainer.start_epoch == 1 and trainer.train_loss_dict == {0: 2.0}
+
+
+def test_a_run_saved_before_a_key_existed_resumes_and_a_removed_key_is_refused(tmp_path):
+    from recbole_microlens.errors import CheckpointError
+    from recbole_microlens.resume import check_same_run
+    from recbole_microlens.results import jsonable_config
+    from tests.helpers import make_config, write_inter_file
+
+    write_inter_file(tmp_path, "tiny", {"u1": ["a", "b", "c"], "u2": ["b", "c", "d"]})
+    config = make_config(tmp_path, "tiny")
+    saved = plain(jsonable_config(config))
+    state = {"model": "SASRec", "dataset": "tiny", "config": dict(saved)}
+    del state["config"]["allow_missing_content"]  # written by a version without that key
+    check_same_run(state, config, "state.pth")
+    state["config"]["a_key_this_version_removed"] = 1
+    with pytest.raises(CheckpointError, match="a_key_this_version_removed"):
+        check_same_run(state, config, "state.pth")
