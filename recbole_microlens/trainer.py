@@ -32,6 +32,7 @@ from recbole_microlens.errors import CheckpointError
 from recbole_microlens.io import atomic_open
 from recbole_microlens.model.layers import TowerRuntime
 from recbole_microlens.model.options import choose
+from recbole_microlens.precision import bf16_safe_kernels
 
 # Which parameters get the encoder's learning rate and weight decay.
 ENCODER_GROUPS = ("encoder", "encoder+projection")
@@ -143,7 +144,9 @@ class MLTrainer(Trainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
         encoded_before = self.tower.items_encoded if self.tower is not None else 0
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func or self._step_loss, show_progress)
+        with bf16_safe_kernels(self.device, self.bf16):  # forward and backward
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func or self._step_loss,
+                                        show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         if self.tower is not None:
             self.epoch_items_encoded.append(self.tower.items_encoded - encoded_before)

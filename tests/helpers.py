@@ -1,6 +1,10 @@
 """Small builders shared by tests: hand-made atomic datasets and configs."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from recbole_microlens.config import MLConfig
@@ -32,3 +36,17 @@ def make_config(root: Path, dataset: str, model: str = "SASRec", **overrides) ->
     }
     options.update(overrides)
     return MLConfig(model=model, dataset=dataset, config_dict=options)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_isolated(script: str, *args: str, timeout: float = 600) -> dict:
+    """Run ``script`` in a fresh interpreter (one thread, this checkout's code) and return the
+    JSON of its last stdout line: a native crash (bf16 kernels, new ops) fails one test, not the
+    suite."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
