@@ -8,11 +8,12 @@ keys (with ``--tune`` every trial gets them). Bad input prints one line and exit
 shows the traceback.
 """
 import argparse
+import sys
 
 from recbole_microlens.errors import exit_cleanly
 from recbole_microlens.quick_start import run
 from recbole_microlens.cli import config_overrides
-from recbole_microlens.tune_cli import add_tune_arguments, run_tune_from_args
+from recbole_microlens.tune_cli import add_tune_arguments, run_tune_from_args, tune_exit_status
 
 
 def main(argv=None):
@@ -30,12 +31,12 @@ def main(argv=None):
     with exit_cleanly(args.debug):
         config_files = args.config_files.split() if args.config_files else None
         config_dict = config_overrides(overrides)
-        if args.tune:
-            run_tune_from_args(args, config_files, config_dict)
-            return
+        if args.tune:  # exit 1 when no trial completed
+            return tune_exit_status(run_tune_from_args(args, config_files, config_dict))
         run(args.model, args.dataset, config_files, config_dict, nproc=args.nproc, ip=args.ip,
             port=args.port)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

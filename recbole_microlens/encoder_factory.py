@@ -14,6 +14,7 @@ from pathlib import Path
 
 from recbole_microlens.data.item_inputs import ItemInputs, ItemSource, build_item_inputs, resolve_tokenizer
 from recbole_microlens.encoders import ItemEncoder, build_encoder, encoder_spec, split_overrides
+from recbole_microlens.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ def build_encoder_inputs(choice: EncoderChoice, item_tokens: list[str],
     built on first use with the encoder's input spec and tokenizer."""
     spec = choice.spec
     if choice.modality not in (None, spec.modality):
-        raise ValueError(f"item_encoder {choice.name} encodes {spec.modality}, "
-                         f"not item_modality {choice.modality}")
+        raise ConfigError(f"item_encoder {choice.name} encodes {spec.modality}, "
+                          f"not item_modality {choice.modality}")
     input_spec, _ = split_overrides(spec.input, choice.overrides)
     if spec.modality == "text":
         tokenizer = resolve_tokenizer(choice.checkpoint, choice.tokenizer_path)

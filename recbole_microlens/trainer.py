@@ -28,7 +28,7 @@ from recbole_microlens.evaluation import (
     top_items,
 )
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
-from recbole_microlens.errors import CheckpointError
+from recbole_microlens.errors import CheckpointError, NonFiniteError
 from recbole_microlens.io import atomic_open
 from recbole_microlens.model.layers import TowerRuntime
 from recbole_microlens.model.options import choose
@@ -159,6 +159,12 @@ class MLTrainer(Trainer):
                 return self.model.calculate_loss(interaction)
             with self.tower.use_table(unique_items_table(self.tower, interaction, self.item_fields)):
                 return self.model.calculate_loss(interaction)
+
+    def _check_nan(self, loss):
+        """RecBole's check, as a user error with what to try (a diverged run is not a bug)."""
+        if torch.isnan(loss):
+            raise NonFiniteError("training loss is nan: lower learning_rate (or "
+                                 "encoder_learning_rate), or train without bf16")
 
     def _valid_epoch(self, valid_data, show_progress=False):
         started = time.perf_counter()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from recbole_microlens.errors import ConfigError
 from recbole_microlens.paths import properties_dir, yaml_file
 
 # The selection metric: valid NDCG@10 of the trial's best epoch (so far, while it trains).
@@ -60,17 +61,17 @@ def load_tune_spec(tune_config: str | os.PathLike | dict, axes=()) -> TuneSpec:
         name, raw = path.stem, yaml.load(path.read_text(encoding="utf-8"), _TuneYamlLoader) or {}
     unknown = set(raw) - SPEC_KEYS
     if unknown:
-        raise ValueError(f"tune config {name}: unknown sections {sorted(unknown)}; "
-                         f"expected {sorted(SPEC_KEYS)}")
+        raise ConfigError(f"tune config {name}: unknown sections {sorted(unknown)}; "
+                          f"expected {sorted(SPEC_KEYS)}")
     space = dict(raw.get("search_space") or {})
     optional = raw.get("optional_space") or {}
     missing = [axis for axis in axes if axis not in optional]
     if missing:
-        raise ValueError(f"tune config {name}: no optional axes {missing}; "
-                         f"it has {sorted(optional)}")
+        raise ConfigError(f"tune config {name}: no optional axes {missing}; "
+                          f"it has {sorted(optional)}")
     space.update({axis: optional[axis] for axis in axes})
     if not space:
-        raise ValueError(f"tune config {name}: search_space is empty")
+        raise ConfigError(f"tune config {name}: search_space is empty")
     for key, value in space.items():
         search_domain(key, value)  # validate every axis before anything starts
     return TuneSpec(name, space, dict(raw.get("fixed") or {}), int(raw.get("num_samples", 1)),
@@ -97,8 +98,8 @@ def search_domain(key: str, value):
     if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in samplers:
         form, args = next(iter(value.items()))
         return samplers[form](args)
-    raise ValueError(f"search_space.{key}: expected a non-empty list (grid) or one of "
-                     f"{{{', '.join(samplers)}: ...}}, got {value!r}")
+    raise ConfigError(f"search_space.{key}: expected a non-empty list (grid) or one of "
+                      f"{{{', '.join(samplers)}: ...}}, got {value!r}")
 
 
 def param_space(spec: TuneSpec, setup: dict) -> dict:
