@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 TIER_MODULES = {
-    "unit": {"test_benchmark_reuse", "test_compat_scipy", "test_config", "test_convert",
+    "unit": {"test_benchmark_reuse", "test_cli_startup", "test_compat_scipy", "test_config",
+             "test_convert",
              "test_dataset", "test_encoders", "test_evaluation", "test_loaders", "test_loss",
              "test_media", "test_packaging", "test_packed_transformer", "test_raw",
              "test_report", "test_results_source", "test_sample", "test_text_store",
