@@ -50,3 +50,27 @@ def run_isolated(script: str, *args: str, timeout: float = 600) -> dict:
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-3000:]}"
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def wait_for(condition, *, failed=None, guard: float = 900, poll: float = 0.02) -> None:
+    """Wait for an event (``condition()`` true), never for an amount of time: fail at once when
+    ``failed()`` says it cannot come any more (the process that would make it has exited).
+    ``guard`` only keeps a hung test from hanging the suite; nothing should come near it."""
+    import time
+
+    deadline = time.monotonic() + guard
+    while not condition():
+        if failed is not None and failed():
+            raise AssertionError(f"gave up waiting: {failed.__doc__ or 'the event cannot come'}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no event after the {guard:.0f} s guard")
+        time.sleep(poll)
+
+
+def waits_for_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` is blocked on a file lock (``flock``), from ``/proc/locks``."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[fields.index("->") + 4] == str(pid):
+            return True
+    return False

@@ -926,3 +926,65 @@ def test_a_bug_in_run_recbole_ml_keeps_its_traceback(monkeypatch, capsys, tmp_pa
     monkeypatch.setattr(run_recbole_ml, "run", broken)
     with pytest.raises(ValueError, match="a bug"):
         run_main(["--model=SASRec"], monkeypatch, capsys)
+
+# ------------------------------------------------------------------ 9. the trunk cache's lock
+
+TRUNK_CACHE_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from recbole_microlens import efficiency
+from tests.test_videorec import TINY_TEXT, build
+
+root, name, release = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+
+
+def announced(real_build):
+    def build_and_wait(*args, **kwargs):  # say so, and hold the build open until released
+        (root / f"{name}-building").touch()
+        while not release.exists():
+            time.sleep(0.01)
+        return real_build(*args, **kwargs)
+    return build_and_wait
+
+
+efficiency._build = announced(efficiency._build)
+efficiency._build_tokens = announced(efficiency._build_tokens)
+if __name__ == "__main__":
+    _, model, *_ = build(root, finetune="top", **TINY_TEXT)
+    cache = efficiency.open_trunk_cache(model.item_tower, root / "cache", progress=False)
+    print(json.dumps({"folder": str(cache.folder)}))
+"""
+
+
+def test_two_runs_sharing_a_trunk_cache_build_it_once(tmp_path):
+    """While one run builds the cache, a second one waits on its lock, then reuses it."""
+    from recbole_microlens.data.sample import generate_sample_raw
+    from tests.helpers import wait_for, waits_for_a_lock
+    from tests.test_videorec import TINY_TEXT, build
+
+    generate_sample_raw(tmp_path / "raw", n_users=40, n_items=40, seed=3)
+    build(tmp_path, finetune="top", **TINY_TEXT)  # atomic files and title store, built once
+    script, release = tmp_path / "trunk_cache.py", tmp_path / "release"
+    script.write_text(TRUNK_CACHE_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def start(name):
+        return subprocess.Popen([sys.executable, str(script), str(tmp_path), name, str(release)],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    first = start("first")
+    wait_for((tmp_path / "first-building").exists, failed=lambda: first.poll() is not None)
+    second = start("second")
+    try:
+        wait_for(lambda: (tmp_path / "second-building").exists() or waits_for_a_lock(second.pid),
+                 failed=lambda: second.poll() is not None)
+        assert not (tmp_path / "second-building").exists(), "two runs build one cache"
+    finally:
+        release.touch()
+    outputs = [run.communicate(timeout=600) for run in (first, second)]
+    for run, (_, err) in zip((first, second), outputs):
+        assert run.returncode == 0, err[-3000:]
+    folders = {json.loads(out.splitlines()[-1])["folder"] for out, _ in outputs}
+    assert len(folders) == 1 and not (tmp_path / "second-building").exists()
+    assert not [path for path in (tmp_path / "cache").iterdir() if path.name.endswith(".tmp")]
