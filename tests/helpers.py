@@ -52,10 +52,12 @@ def run_isolated(script: str, *args: str, timeout: float = 600) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def wait_for(condition, *, failed=None, guard: float = 900, poll: float = 0.02) -> None:
+def wait_for(condition, *, failed=None, guard: float = 900, poll: float = 0.02,
+             describe=None) -> None:
     """Wait for an event (``condition()`` true), never for an amount of time: fail at once when
     ``failed()`` says it cannot come any more (the process that would make it has exited).
-    ``guard`` only keeps a hung test from hanging the suite; nothing should come near it."""
+    ``guard`` only keeps a hung test from hanging the suite; nothing should come near it.
+    ``describe()`` says what is wrong when it does."""
     import time
 
     deadline = time.monotonic() + guard
@@ -63,7 +65,8 @@ def wait_for(condition, *, failed=None, guard: float = 900, poll: float = 0.02) 
         if failed is not None and failed():
             raise AssertionError(f"gave up waiting: {failed.__doc__ or 'the event cannot come'}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"no event after the {guard:.0f} s guard")
+            raise AssertionError(f"no event after the {guard:.0f} s guard"
+                                 + (f": {describe()}" if describe else ""))
         time.sleep(poll)
 
 

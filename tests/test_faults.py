@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from recbole_microlens.data.dataset_folder import dataset_problem, require_compl
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.data.raw import RawFormatError, detect_raw_files
 from recbole_microlens.errors import DatasetError
+from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 PAIRS = [f"{user}\t" + " ".join(str(10 + (user * 3 + k) % 17) for k in range(8)) for user in range(1, 9)]
@@ -421,9 +421,12 @@ def test_two_concurrent_runs_of_one_model_each_test_their_own_weights(tmp_path):
     runs = [subprocess.Popen([sys.executable, "-c", TWO_RUNS_SCRIPT, str(tmp_path), str(seed),
                               str(go)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
             for seed in (1, 2)]
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    def a_run_exited():
+        """a run exited before it was ready"""
+        return any(run.poll() is not None for run in runs)
+
+    wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 2, failed=a_run_exited)
     go.touch()
     for run in runs:
         _, err = run.communicate(timeout=300)
@@ -441,13 +444,14 @@ def test_two_concurrent_runs_of_one_model_each_test_their_own_weights(tmp_path):
 # ------------------------------------------------------------------ 5. processes
 
 
-def wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks ``pid`` has used (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
 
 
 @pytest.fixture(scope="module")
@@ -486,17 +490,20 @@ def test_killing_a_media_command_leaves_no_decoding_workers(media_dataset, tmp_p
                               stderr=subprocess.DEVNULL)
     workers: set[int] = set()
 
-    def workers_started() -> bool:
+    def workers_at_work() -> bool:  # two workers started and running (they have used CPU)
         workers.update(descendants(parent.pid))
-        return len(workers) >= 2 and parent.poll() is None
+        return sum(cpu_ticks(pid) > 0 for pid in workers) >= 2
 
-    assert wait_until(workers_started, 60), "no workers started"
-    time.sleep(0.5)
+    def parent_exited():
+        """the command exited before two workers ran"""
+        return parent.poll() is not None
+
+    wait_for(workers_at_work, failed=parent_exited)
     workers.update(descendants(parent.pid))
     parent.kill()
     parent.wait()
-    assert wait_until(lambda: not any(map(running, workers)), 30), \
-        f"workers left running: {[pid for pid in workers if running(pid)]}"
+    wait_for(lambda: not any(map(running, workers)), guard=300,
+             describe=lambda: f"workers left running: {[p for p in workers if running(p)]}")
 
 
 NO_GUARD_SCRIPT = """
@@ -540,15 +547,23 @@ def test_killing_a_tune_sweep_leaves_no_ray_processes(tmp_path):
         names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in started if running(pid)}
         return "raylet" in names and driver.poll() is None
 
+    def trial_reported() -> bool:  # a trial is training: its first epoch is in result.json
+        started.update(descendants(driver.pid))
+        return any(path.stat().st_size for path in (tmp_path / "tune").rglob("result.json"))
+
+    def driver_exited():
+        """the sweep exited before a trial trained"""
+        return driver.poll() is not None
+
     try:
-        assert wait_until(raylet_started, 120), "Ray did not start"
-        time.sleep(3)
+        wait_for(raylet_started, failed=driver_exited)
+        wait_for(trial_reported, failed=driver_exited)
         started.update(descendants(driver.pid))
     finally:
         driver.kill()
         driver.wait()
-    assert wait_until(lambda: not any(map(running, started)), 60), \
-        f"left running: {[Path(f'/proc/{p}/cmdline').read_text()[:80] for p in started if running(p)]}"
+    wait_for(lambda: not any(map(running, started)), guard=300, describe=lambda: "left running: "
+             f"{[Path(f'/proc/{p}/cmdline').read_text()[:80] for p in started if running(p)]}")
 
 
 # ------------------------------------------------------------------ 6. one-line errors
@@ -927,6 +942,7 @@ def test_a_bug_in_run_recbole_ml_keeps_its_traceback(monkeypatch, capsys, tmp_pa
     with pytest.raises(ValueError, match="a bug"):
         run_main(["--model=SASRec"], monkeypatch, capsys)
 
+
 # ------------------------------------------------------------------ 9. the trunk cache's lock
 
 TRUNK_CACHE_SCRIPT = """
@@ -959,7 +975,7 @@ if __name__ == "__main__":
 def test_two_runs_sharing_a_trunk_cache_build_it_once(tmp_path):
     """While one run builds the cache, a second one waits on its lock, then reuses it."""
     from recbole_microlens.data.sample import generate_sample_raw
-    from tests.helpers import wait_for, waits_for_a_lock
+    from tests.helpers import waits_for_a_lock
     from tests.test_videorec import TINY_TEXT, build
 
     generate_sample_raw(tmp_path / "raw", n_users=40, n_items=40, seed=3)
