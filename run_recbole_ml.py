@@ -16,7 +16,7 @@ from recbole_microlens.errors import exit_cleanly
 from recbole_microlens.quick_start import run
 from recbole_microlens.resume import TrainingInterrupted, interruptible, signal_of, EXIT_STATUS
 from recbole_microlens.cli import config_overrides
-from recbole_microlens.tune_cli import add_tune_arguments, run_tune_from_args
+from recbole_microlens.tune_cli import add_tune_arguments, run_tune_from_args, tune_exit_status
 
 
 def main(argv=None):
@@ -45,11 +45,11 @@ def main(argv=None):
         with interruptible(), exit_cleanly(args.debug):
             config_files = args.config_files.split() if args.config_files else None
             config_dict = config_overrides(overrides)
-            if args.tune:
-                run_tune_from_args(args, config_files, config_dict)
-                return
+            if args.tune:  # exit 1 when no trial completed
+                return tune_exit_status(run_tune_from_args(args, config_files, config_dict))
             run(args.model, args.dataset, config_files, config_dict, nproc=args.nproc,
                 ip=args.ip, port=args.port, resume=args.resume or None)
+        return 0
     except TrainingInterrupted as stop:
         resume = (f"; resume with: {resume_command(argv, stop.state_file)}" if stop.state_file
                   else "; no training state was saved yet")
@@ -79,4 +79,4 @@ def resume_command(argv: list, state_file: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

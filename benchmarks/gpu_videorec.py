@@ -49,6 +49,7 @@ from recbole_microlens.data.loaders import data_preparation  # noqa: E402
 from recbole_microlens.encoders import ENCODERS, build_encoder  # noqa: E402
 from recbole_microlens.model import get_model  # noqa: E402
 from recbole_microlens.model.layers import EncoderItemTower  # noqa: E402
+from recbole_microlens.precision import bf16_safe_kernels  # noqa: E402
 from recbole_microlens.results import peak_rss_mb  # noqa: E402
 from recbole_microlens.trainer import MLTrainer  # noqa: E402
 
@@ -122,7 +123,8 @@ def peak_memory_mb(device) -> float:
 
 def train_step(trainer, batch) -> None:
     trainer.optimizer.zero_grad()
-    trainer._step_loss(batch.to(trainer.device)).backward()
+    with bf16_safe_kernels(trainer.device, trainer.bf16):  # as the trainer's epochs run
+        trainer._step_loss(batch.to(trainer.device)).backward()
     trainer.optimizer.step()
 
 

@@ -42,6 +42,7 @@ from recbole_microlens.data.loaders import data_preparation  # noqa: E402
 from recbole_microlens.data.text import minilm_folder  # noqa: E402
 from recbole_microlens.io import write_json_atomic  # noqa: E402
 from recbole_microlens.model import get_model  # noqa: E402
+from recbole_microlens.precision import bf16_safe_kernels  # noqa: E402
 from recbole_microlens.results import peak_rss_mb  # noqa: E402
 from recbole_microlens.trainer import MLTrainer  # noqa: E402
 
@@ -89,7 +90,8 @@ def profile_steps(trainer, batches) -> dict:
         return out
 
     tower.runtime.trunk_cache.lookup = timed_lookup
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof, \
+            bf16_safe_kernels(trainer.device, trainer.bf16):  # the kernels the trainer's epochs use
         for batch in batches:
             trainer.optimizer.zero_grad()
             started = time.perf_counter()
@@ -177,7 +179,8 @@ def main():
     results = {}
     for name, grouping, bf16 in (VARIANTS[v] for v in args.variants):
         tower.runtime.length_grouping, trainer.bf16 = grouping, bf16
-        trainer._step_loss(warmup).backward()  # warm-up
+        with bf16_safe_kernels(trainer.device, bf16):
+            trainer._step_loss(warmup).backward()  # warm-up
         results[name] = profile_steps(trainer, batches)
         print(f"\n{name}: top operators (self CPU s per step)")
         print(tabulate(results[name]["top_ops"], headers=["operator", "s"], floatfmt=".3f"))

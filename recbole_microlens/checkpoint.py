@@ -13,7 +13,7 @@ import numbers
 from pathlib import Path
 
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
-from recbole_microlens.errors import CheckpointError  # noqa: F401  (re-exported)
+from recbole_microlens.errors import CheckpointError, DatasetError  # CheckpointError: re-exported
 from recbole_microlens.io import sha256_file
 
 #: bumped when the layout of the run record changes
@@ -110,12 +110,19 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
 def check_atomic_files(checkpoint: dict, config, path) -> None:
     """Refuse to pair weights with atomic files other than those they were trained on
     (item ids would silently mean other items)."""
-    found = atomic_file_checksums(config["data_path"], config["dataset"])
+    folder = Path(config["data_path"])
+    missing = [name for name in checkpoint["atomic_files"] if not (folder / name).is_file()]
+    if missing:
+        raise DatasetError(
+            f"{path}: the dataset it was trained on is not at {folder} (no {missing[0]}); if it "
+            f"moved, name the folder that holds {config['dataset']}/ with --data-path DIR "
+            "(load_data_and_model(..., data_path=DIR))")
+    found = atomic_file_checksums(folder, config["dataset"])
     for name, digest in checkpoint["atomic_files"].items():
         if found.get(name) != digest:
             raise CheckpointError(
-                f"{path}: {Path(config['data_path']) / name} is not the file this model was "
-                f"trained on (sha256 {found.get(name, 'missing')}, expected {digest})")
+                f"{path}: {folder / name} is not the file this model was "
+                f"trained on (sha256 {found.get(name)}, expected {digest})")
 
 
 def rebuild_config(checkpoint: dict, overrides: dict | None = None, path=None):
@@ -128,29 +135,41 @@ def rebuild_config(checkpoint: dict, overrides: dict | None = None, path=None):
     return MLConfig(model_class, checkpoint["dataset"], config_dict=settings)
 
 
-def load_data_and_model(model_file, overrides: dict | None = None, verify: bool = True):
+def load_data_and_model(model_file, overrides: dict | None = None, verify: bool = True,
+                        data_path: str | Path | None = None, quiet: bool = False):
     """RecBole's ``load_data_and_model`` for our checkpoints: ``(config, model, dataset,
     train_data, valid_data, test_data)`` with the trained weights loaded and the model in eval
-    mode. ``verify`` checks the atomic files against the checksums the checkpoint recorded."""
+    mode. ``verify`` checks the atomic files against the checksums the checkpoint recorded;
+    ``data_path`` is the root of converted datasets when the dataset has moved since training;
+    ``quiet`` neither logs the configuration nor starts RecBole's log file."""
     from recbole.utils import init_logger, init_seed
 
     from recbole_microlens.data.dataset import create_dataset
     from recbole_microlens.data.loaders import data_preparation
 
     checkpoint = read_checkpoint(model_file)
+    if data_path is not None:
+        overrides = {**(overrides or {}), "data_path": str(data_path)}
     # the trained state dict brings the encoder's weights: its pre-trained start is not needed
     config = rebuild_config(checkpoint, {"encoder_checkpoint": "trained", **(overrides or {})},
                             model_file)
     if verify:
         check_atomic_files(checkpoint, config, model_file)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logging.getLogger().info(config)
+    if not quiet:
+        init_logger(config)
+        logging.getLogger().info(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:  # sizes differ: the dataset changed (--no-verify), or another run
+        raise CheckpointError(
+            f"{model_file} does not fit the dataset in {config['data_path']} "
+            f"({dataset.item_num - 1} items, {dataset.user_num - 1} users now): "
+            f"{' '.join(str(error).split())[:300]}") from error
     model.load_other_parameter(checkpoint.get("other_parameter"))
     model.eval()
     return config, model, dataset, train_data, valid_data, test_data

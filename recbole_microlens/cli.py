@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from recbole_microlens.data.convert import convert_dataset
-from recbole_microlens.errors import exit_cleanly
-from recbole_microlens.data.raw import RawFilesError, RawFormatError, detect_raw_files
+from recbole_microlens.data.raw import detect_raw_files
+from recbole_microlens.errors import MissingInputError, exit_cleanly
 from recbole_microlens.inference_cli import add_commands as add_inference_commands
-from recbole_microlens.tune_cli import add_tune_arguments, run_tune_from_args
+from recbole_microlens.tune_cli import add_tune_arguments, run_tune_from_args, tune_exit_status
 
 # ``--pairs-tsv`` -> RawFiles.pairs_tsv, and so on: explicit files that win over detection.
 FILE_OPTIONS = ("pairs_tsv", "pairs_csv", "titles", "title_en", "likes_views", "tags", "comments",
@@ -19,7 +19,8 @@ FILE_OPTIONS = ("pairs_tsv", "pairs_csv", "titles", "title_en", "likes_views", "
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Bad input prints one line and returns 2; ``--debug`` (anywhere) shows tracebacks."""
+    """The one error boundary of every subcommand: a user error prints one line and returns 2,
+    anything else is a bug and keeps its traceback; ``--debug`` (anywhere) shows every traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
@@ -82,14 +83,9 @@ def _add_convert(commands) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     overrides = {field: getattr(args, field) for field in FILE_OPTIONS}
-    try:
-        meta = convert_dataset(detect_raw_files(args.raw_dir, **overrides), args.dataset, args.out,
-                               min_user_inter=args.min_user_inter, keep_last=args.keep_last,
-                               num_pop_bins=args.num_pop_bins, skip_bad=args.skip_bad,
-                               warm=args.warm)
-    except (RawFilesError, RawFormatError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    meta = convert_dataset(detect_raw_files(args.raw_dir, **overrides), args.dataset, args.out,
+                           min_user_inter=args.min_user_inter, keep_last=args.keep_last,
+                           num_pop_bins=args.num_pop_bins, skip_bad=args.skip_bad, warm=args.warm)
     print(statistics_table(meta))
     if args.warm:
         print(f"warm-{args.warm}: {meta['warm']}")
@@ -123,9 +119,8 @@ def run_prepare_media(args: argparse.Namespace) -> int:
 
     dataset_dir = args.data_path / args.dataset
     if not (dataset_dir / f"{args.dataset}.inter").is_file():
-        print(f"error: no atomic files in {dataset_dir}; run `recbole-microlens convert` first",
-              file=sys.stderr)
-        return 2
+        raise MissingInputError(f"no atomic files in {dataset_dir}; run `recbole-microlens "
+                                "convert` first")
     spec = FrameSpec(num_frames=args.frames, interval=args.interval, size=args.size)
     reports = prepare_media(dataset_dir, args.raw_dir or dataset_dir / "raw", frames=spec,
                             covers_size=args.size, workers=args.workers)
@@ -201,12 +196,7 @@ def _add_tune(commands) -> None:
 
 def run_tune_command(args: argparse.Namespace) -> int:
     """Exit 0 when a trial was chosen, 1 when none completed, 2 when the sweep cannot start."""
-    try:
-        result = run_tune_from_args(args, config_files=args.config_files)
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0 if result.best is not None else 1
+    return tune_exit_status(run_tune_from_args(args, config_files=args.config_files))
 
 
 def statistics_table(meta: dict) -> str:
@@ -298,11 +288,7 @@ def _add_sweep(commands) -> None:
 def run_sweep(args: argparse.Namespace) -> int:
     from recbole_microlens.studies import run_encoder_sweep
 
-    try:
-        overrides = config_overrides(args.overrides)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    overrides = config_overrides(args.overrides)
     files = [str(path) for path in args.config_files or []] or None
     paths, table = run_encoder_sweep(args.model, args.dataset, args.encoders, args.finetune,
                                      args.out, config_file_list=files, config_dict=overrides,
@@ -341,12 +327,7 @@ def _add_report(commands) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from recbole_microlens.report import write_report
 
-    try:
-        files = write_report(args.results, args.out, reference=args.reference,
-                             baseline=args.baseline)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    files = write_report(args.results, args.out, reference=args.reference, baseline=args.baseline)
     print(files["report"].read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(path) for path in files.values()))
     return 0

@@ -158,6 +158,31 @@ def disable_import_time_anomaly_detection() -> bool:
     return was_on
 
 
+#: every RecBole module that calls ``ensure_dir`` by a name it imported
+ENSURE_DIR_MODULES = ("recbole.utils.utils", "recbole.utils", "recbole.utils.logger",
+                      "recbole.trainer.trainer", "recbole.data.utils",
+                      "recbole.data.dataset.dataset")
+
+
+def makedirs_exist_ok(dir_path) -> None:
+    os.makedirs(dir_path, exist_ok=True)
+
+
+def race_free_ensure_dir() -> list[str]:
+    """RecBole's ``ensure_dir`` checks, then creates: two runs starting together (sharing
+    ``log/<model>`` or ``saved/``) crash with ``FileExistsError``. Every module's reference
+    becomes ``os.makedirs(exist_ok=True)``; returns the modules changed."""
+    import importlib
+
+    patched = []
+    for name in ENSURE_DIR_MODULES:
+        module = importlib.import_module(name)
+        if getattr(module, "ensure_dir", makedirs_exist_ok) is not makedirs_exist_ok:
+            module.ensure_dir = makedirs_exist_ok
+            patched.append(name)
+    return patched
+
+
 _applied = False
 
 
@@ -169,6 +194,7 @@ def apply() -> None:
     add_numpy2_aliases()
     restore_dok_update()
     disable_import_time_anomaly_detection()
+    race_free_ensure_dir()
     # ray 2.6.3 imports pkg_resources at import time and warns on every worker; keep logs readable.
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:ray._private.parameter")
     _applied = True

@@ -21,6 +21,7 @@ from recbole_microlens.config_check import (
 )
 from recbole_microlens.model import get_model, register_model
 from recbole_microlens.paths import properties_dir, yaml_file
+from recbole_microlens.errors import ConfigError, MissingInputError
 
 PROFILE_FOLDER = "profile"
 
@@ -37,7 +38,7 @@ def register_dataset(name: str, config_file) -> None:
     The data itself are RecBole atomic files in ``<data_path>/<name>/``."""
     path = Path(config_file)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such yaml file for dataset {name!r}")
+        raise MissingInputError(f"{path}: no such yaml file for dataset {name!r}")
     DATASET_LAYERS.setdefault(name, [])
     if path not in DATASET_LAYERS[name]:
         DATASET_LAYERS[name].append(path)
@@ -102,6 +103,12 @@ class MLConfig(Config):
 
     def _load_config_files(self, file_list):
         self._config_files = list(file_list or [])  # checked, file by file, in _check_keys
+        for path in self._config_files:  # a yaml error names its file
+            try:
+                yaml.load(Path(path).read_text(encoding="utf-8"), Loader=self.yaml_loader)
+            except (yaml.YAMLError, UnicodeDecodeError) as error:
+                raise ConfigError(f"config file {path} is not valid yaml: "
+                                  f"{' '.join(str(error).split())}") from None
         return super()._load_config_files(file_list)
 
     def _load_cmd_line(self):
@@ -134,7 +141,7 @@ class MLConfig(Config):
         if isinstance(model, str) or model is None:
             model = model or self.external_config_dict.get("model")
             if model is None:
-                raise KeyError("model must be given (argument, config file, dict or --model=)")
+                raise ConfigError("model must be given (argument, config file, dict or --model=)")
             model = get_model(model)
         else:
             register_model(model)  # a class given directly: checkpoints name it, reloads find it

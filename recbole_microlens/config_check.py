@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from recbole_microlens.errors import ConfigError
 from recbole_microlens.paths import properties_dir
 
 # Keys no yaml defines because the run sets them (DDP, the model and dataset names).
@@ -28,10 +29,6 @@ EXTRA_KEYS = "extra_config_keys"
 # A value for one of these keys (or for a key whose default is a string) stays the string it was
 # typed as (``--result_file=id.json``, ``--gpu_id=0,1``).
 PATH_SUFFIXES = ("_path", "_file", "_dir", "_checkpoint", "_address")
-
-
-class ConfigError(ValueError):
-    """Bad configuration: an unknown key, a malformed override or a value out of range."""
 
 
 # --------------------------------------------------------------------------- known keys

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recbole_microlens.data.store import store_lock
 from recbole_microlens.io import write_json_atomic
 from recbole_microlens.model.layers import ItemTable
 
@@ -119,8 +120,9 @@ class TrunkCache:
         """Reuse the cache for this trunk (same weights, inputs and dtype) or compute it."""
         encoder, start = tower.encoder, tower.encoder.trainable_block_start
         folder = Path(root) / f"{encoder.name}-k{start}-{dtype}-{_trunk_key(tower, start, dtype)}"
-        if not (folder / "meta.json").is_file():
-            _build(tower, folder, start, np.dtype(dtype), batch_size, progress)
+        with store_lock(folder):  # one builder; a run sharing checkpoint_dir waits, then reuses
+            if not (folder / "meta.json").is_file():
+                _build(tower, folder, start, np.dtype(dtype), batch_size, progress)
         cache = cls(folder, start)
         _, cache.kind = _flatten(_trunk_output(tower, torch.tensor([1], device=tower.device), start))
         return cache
@@ -211,8 +213,9 @@ class TokenTrunkCache:
         encoder, start = tower.encoder, tower.encoder.trainable_block_start
         key = _trunk_key(tower, start, dtype, layout="tokens-v1")
         folder = Path(root) / f"{encoder.name}-k{start}-{dtype}-tokens-{key}"
-        if not (folder / "meta.json").is_file():
-            _build_tokens(tower, folder, start, np.dtype(dtype), batch_size, progress)
+        with store_lock(folder):  # one builder; a run sharing checkpoint_dir waits, then reuses
+            if not (folder / "meta.json").is_file():
+                _build_tokens(tower, folder, start, np.dtype(dtype), batch_size, progress)
         return cls(folder, start)
 
 

@@ -24,6 +24,7 @@ from recbole_microlens.data.item_inputs import (
 from recbole_microlens.encoders import ItemEncoder, build_encoder, encoder_spec, split_overrides
 from recbole_microlens.encoders.checkpoints import checkpoint_config
 from recbole_microlens.encoders.weights import ResolvedWeights, resolve_weights
+from recbole_microlens.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ def build_encoder_inputs(choice: EncoderChoice, item_tokens: list[str],
     have content of their own (or ``allow_missing_content``)."""
     spec = choice.spec
     if choice.modality not in (None, spec.modality):
-        raise ValueError(f"item_encoder {choice.name} encodes {spec.modality}, "
-                         f"not item_modality {choice.modality}")
+        raise ConfigError(f"item_encoder {choice.name} encodes {spec.modality}, "
+                          f"not item_modality {choice.modality}")
     input_spec, _ = split_overrides(spec.input, choice.overrides)
     if spec.modality == "text":
         tokenizer = resolve_tokenizer(choice.weights.path, choice.tokenizer_path)

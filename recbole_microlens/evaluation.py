@@ -24,6 +24,7 @@ from recbole.evaluator.collector import DataStruct
 from recbole.evaluator.evaluator import Evaluator
 from recbole.evaluator.metrics import AveragePopularity, TailPercentage
 from recbole.evaluator.register import Register, metrics_dict
+from recbole_microlens.errors import ConfigError, NonFiniteError
 
 
 def check_finite(scores: torch.Tensor, model_name: str, split: str) -> None:
@@ -35,7 +36,7 @@ def check_finite(scores: torch.Tensor, model_name: str, split: str) -> None:
     bad = ~torch.isfinite(scores[:, 1:])
     if bad.any():
         rows, cols = torch.nonzero(bad, as_tuple=True)
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"{model_name} gave {int(bad.sum())} non-finite scores on the {split} split "
             f"(first: row {int(rows[0])}, item id {int(cols[0]) + 1}, value "
             f"{scores[rows[0], cols[0] + 1].item()}); a NaN or infinite score cannot be ranked")
@@ -124,8 +125,8 @@ class MLEvaluator(Evaluator):
     def __init__(self, config):
         unknown = [m for m in config["metrics"] if m.lower() not in metrics_dict]
         if unknown:
-            raise ValueError(f"metrics {unknown} are not RecBole metrics; choose among "
-                             f"{sorted(metrics_dict)}")
+            raise ConfigError(f"metrics {unknown} are not RecBole metrics; choose among "
+                              f"{sorted(metrics_dict)}")
         super().__init__(config)
         for name in self.metrics:
             if name in FAST_METRICS:
@@ -293,7 +294,8 @@ class RankingReport:
         rows = self.item_counts[self.targets] == 0
         return {**self.metrics(rows), "n_users": int(rows.sum())}
 
-    def over_items(self, item_flags: np.ndarray) -> tuple[int, "OrderedDict[str, float]"]:
-        """(number of targets whose item is flagged, metrics over the other targets)."""
+    def over_items(self, item_flags: np.ndarray) -> tuple[int, "OrderedDict[str, float] | None"]:
+        """(number of targets whose item is flagged, metrics over the other targets; None when
+        every target is flagged: metrics over no target are not 0, they do not exist)."""
         flagged = item_flags[self.targets]
-        return int(flagged.sum()), self.metrics(~flagged)
+        return int(flagged.sum()), self.metrics(~flagged) if not flagged.all() else None

@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,6 +21,7 @@ import torch
 from recbole.data.interaction import Interaction
 from recbole.utils import ModelType
 
+from recbole_microlens.errors import InputError, MissingInputError, NonFiniteError
 from recbole_microlens.evaluation import mask_scores
 from recbole_microlens.io import atomic_open, write_json_atomic
 from recbole_microlens.trainer import content_tower, item_table_once
@@ -28,17 +29,22 @@ from recbole_microlens.trainer import content_tower, item_table_once
 logger = logging.getLogger(__name__)
 
 TSV_HEADER = ("user_id", "rank", "item_id", "score")
+#: with --new-items, a fifth column says where each item came from
+SOURCE_COLUMN = "source"
+SOURCES = ("catalogue", "new", "new-fallback")  # new-fallback: its media could not be read
 CANDIDATES = ("all", "new")
 TITLE_FILES = ("titles.csv",)
 
 
-class InferenceError(ValueError):
+class InferenceError(InputError):
     """Bad input to recommend / export-embeddings (unknown user, empty folder, ...)."""
 
 
 # ------------------------------------------------------------------------------ users ---
 def read_users_file(path: str | os.PathLike) -> list[tuple[str, str]]:
     """``(token, 'file:line')`` per non-empty line of a one-user-per-line file (``#`` comments)."""
+    if not Path(path).is_file():
+        raise MissingInputError(f"{path}: no such users file")
     users = []
     with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
@@ -54,13 +60,17 @@ def read_users_file(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 
 def user_ids(dataset, users: Sequence[tuple[str, str]]) -> np.ndarray:
-    """Internal ids of external user tokens; an unknown token names where it came from."""
+    """Internal ids of external user tokens, each user once (in first-listed order); an unknown
+    token names where it came from."""
     known = dataset.field2token_id[dataset.uid_field]
     unknown = [f"{where}: unknown user {token!r}" for token, where in users if token not in known]
     if unknown:
         more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
         raise InferenceError("; ".join(unknown[:5]) + more + f" -- not in dataset {dataset.dataset_name}")
-    return np.array([known[token] for token, _ in users], dtype=np.int64)
+    tokens = list(dict.fromkeys(token for token, _ in users))
+    if len(tokens) < len(users):
+        logger.warning("%d users listed more than once are served once", len(users) - len(tokens))
+    return np.array([known[token] for token in tokens], dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------- scoring ---
@@ -86,13 +96,17 @@ def query_interaction(model, dataset, users: np.ndarray) -> Interaction:
 
 
 def score_users(model, dataset, users: np.ndarray, batch_size: int = 2048,
-                new_vectors: torch.Tensor | None = None, candidates: str = "all"
+                new_vectors: torch.Tensor | None = None, candidates: str = "all",
+                new_tokens: Sequence[str] | None = None
                 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """``(users, scores [B, n_items (+ new)])`` per batch, known items and padding at -inf.
 
-    ``new_vectors`` (cold-start items, ``[N, D]``) are scored with the same query vectors and
-    appended after the catalogue; ``candidates='new'`` ranks only them.
+    ``new_vectors`` (cold-start items, ``[N, D]``, tokens ``new_tokens``) are scored with the
+    same query vectors and appended after the catalogue; ``candidates='new'`` ranks only them.
+    A non-finite score is an error naming the item.
     """
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
     if candidates not in CANDIDATES:
         raise InferenceError(f"candidates must be one of {CANDIDATES}, got {candidates!r}")
     if candidates == "new" and new_vectors is None:
@@ -105,14 +119,40 @@ def score_users(model, dataset, users: np.ndarray, batch_size: int = 2048,
             batch = users[start:start + batch_size]
             interaction = query_interaction(model, dataset, batch).to(device)
             scores = model.full_sort_predict(interaction).view(len(batch), -1)
+            require_finite(scores[:, 1:], dataset.field2id_token[dataset.iid_field][1:],
+                           dataset.field2id_token[dataset.uid_field][batch])
             rows, items = dataset.user_sequences.history_mask_indices(batch, holdout=0)
             mask_scores(scores, rows.to(device), items.to(device), empty, empty)
             if new_vectors is not None:
                 if candidates == "new":
                     scores.fill_(-torch.inf)
                 query = query_vectors(model, interaction)
-                scores = torch.cat([scores, query @ new_vectors.to(device).T], dim=1)
+                new_scores = query @ new_vectors.to(device).T
+                require_finite(new_scores, new_tokens or range(len(new_vectors)),
+                               dataset.field2id_token[dataset.uid_field][batch])
+                scores = torch.cat([scores, new_scores], dim=1)
             yield batch, scores
+
+
+def require_finite(scores: torch.Tensor, item_tokens, user_tokens) -> None:
+    """Served scores ``[users, items]`` must be finite: a NaN would rank first. The error names
+    the item (a non-finite item vector) or, when every item of a user is hit, the user."""
+    if torch.isfinite(scores.sum()):  # one pass clears the usual case (see evaluation.check_finite)
+        return
+    bad = ~torch.isfinite(scores)
+    if not bad.any():
+        return
+    bad_items = torch.nonzero(bad.all(dim=0), as_tuple=True)[0].tolist()
+    bad_users = torch.nonzero(bad.all(dim=1), as_tuple=True)[0].tolist()
+    if bad_items and not bad_users:
+        what = f"item {str(item_tokens[bad_items[0]])!r} ({len(bad_items)} items in all)"
+    elif bad_users and len(bad_users) < len(user_tokens):
+        what = f"every item for user {str(user_tokens[bad_users[0]])!r}"
+    else:
+        row, column = (int(i[0]) for i in torch.nonzero(bad, as_tuple=True))
+        what = f"item {str(item_tokens[column])!r} for user {str(user_tokens[row])!r}"
+    raise NonFiniteError(f"the model scores {what} as {scores[bad][0].item()}: the checkpoint "
+                         "holds non-finite weights; a NaN score cannot be ranked")
 
 
 def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,32 +163,40 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def recommend(model, dataset, users: np.ndarray, k: int = 10, batch_size: int = 2048,
               new_items: "NewItems | None" = None, candidates: str = "all"
-              ) -> list[tuple[str, int, str, float]]:
-    """``(user token, rank 1..k, item token, score)`` rows, best first per user."""
+              ) -> list[tuple]:
+    """``(user token, rank 1..k, item token, score)`` rows, best first per user; with
+    ``new_items`` each row ends with the item's source (:data:`SOURCES`)."""
     if k < 1:
         raise InferenceError(f"topk must be at least 1, got {k}")
     item_tokens = list(dataset.field2id_token[dataset.iid_field])
+    sources = None
     if new_items is not None:
+        sources = ["catalogue"] * len(item_tokens) + new_items.sources()
         item_tokens += new_items.tokens
     user_tokens = dataset.field2id_token[dataset.uid_field]
     rows = []
     vectors = None if new_items is None else new_items.vectors
-    for batch, scores in score_users(model, dataset, users, batch_size, vectors, candidates):
+    new_tokens = None if new_items is None else new_items.tokens
+    for batch, scores in score_users(model, dataset, users, batch_size, vectors, candidates,
+                                     new_tokens):
         values, indices = top_k(scores, k)
         for user, user_values, user_items in zip(batch, values.tolist(), indices.tolist()):
             ranked = [(item, value) for item, value in zip(user_items, user_values)
                       if value != -np.inf]
             rows += [(str(user_tokens[user]), rank, str(item_tokens[item]), float(value))
+                     + ((sources[item],) if sources else ())
                      for rank, (item, value) in enumerate(ranked, start=1)]
     return rows
 
 
-def write_recommendations(rows, out: str | os.PathLike | None) -> None:
-    """TSV ``user_id rank item_id score`` to ``out`` (atomically) or to stdout."""
+def write_recommendations(rows, out: str | os.PathLike | None, sources: bool = False) -> None:
+    """TSV ``user_id rank item_id score`` (and ``source`` with ``sources``) to ``out``
+    (atomically) or to stdout."""
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")
-    writer.writerow(TSV_HEADER)
-    writer.writerows((user, rank, item, f"{score:.6g}") for user, rank, item, score in rows)
+    writer.writerow(TSV_HEADER + ((SOURCE_COLUMN,) if sources else ()))
+    writer.writerows((user, rank, item, f"{score:.6g}", *rest)
+                     for user, rank, item, score, *rest in rows)
     if out is None:
         print(text.getvalue(), end="")
         return
@@ -204,6 +252,12 @@ def user_vectors(model, dataset, users: np.ndarray, batch_size: int = 2048) -> t
 
 def _write_vectors(out: Path, vectors: np.ndarray, tokens: list[str], meta: dict) -> dict:
     """``out`` (.npy float32) and ``out`` with .json: the row tokens in order and ``meta``."""
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if bad.size:
+        value = next(v for v in vectors[bad[0]] if not np.isfinite(v))
+        row = meta.get("rows", "items").removesuffix("s")
+        raise NonFiniteError(f"the vector of {row} {tokens[bad[0]]!r} holds {value} ({bad.size} "
+                             f"{row}s in all): the checkpoint holds non-finite weights")
     with atomic_open(out, "wb") as handle:
         np.save(handle, vectors.astype(np.float32))
     meta = {**meta, "shape": list(vectors.shape), "dtype": "float32", "row_tokens": tokens}
@@ -240,6 +294,12 @@ class NewItems:
 
     tokens: list[str]
     vectors: torch.Tensor  # [N, D]
+    fallback: list[bool] = field(default_factory=list)  # media unreadable: a fallback input
+
+    def sources(self) -> list[str]:
+        """Each new item's :data:`SOURCES` entry, in token order."""
+        flags = self.fallback or [False] * len(self.tokens)
+        return ["new-fallback" if flag else "new" for flag in flags]
 
 
 #: the trained store's kind -> the modality new items must bring
@@ -293,9 +353,6 @@ def new_item_inputs(tower, folder: Path, tokens: list[str]):
         report = build_cover_store(folder / "covers", tokens, media_root, trained.spec.size,
                                    progress=False)
         store = MediaStore.open(report.folder)
-    problems = {k: v for k, v in store.meta.get("counts", {}).items() if k != "ok" and v}
-    if problems:
-        logger.warning("new items in %s: fallback inputs for %s", folder, problems)
     return ItemInputs(store, [PAD_TOKEN, *tokens], tower.inputs.convert)
 
 
@@ -327,7 +384,14 @@ def embed_new_items(model, dataset, folder: str | os.PathLike) -> NewItems:
     if not tokens:
         raise InferenceError(f"{folder}: no new items (every item there is in the dataset)")
     ids = torch.arange(1, len(tokens) + 1, device=tower.device)
+    inputs = new_item_inputs(tower, folder, tokens)
+    fallback = inputs.fallback_items()[1:].tolist()  # ids 1..N: the tokens in order
+    if any(fallback):
+        broken = [token for token, flag in zip(tokens, fallback) if flag]
+        logger.warning("%d new items of %s have no readable media (%s%s): ranked from a fallback "
+                       "input and marked %r in the TSV's source column", len(broken), folder,
+                       ", ".join(broken[:5]), " ..." if len(broken) > 5 else "", "new-fallback")
     model.eval()
-    with torch.no_grad(), _reading(tower, new_item_inputs(tower, folder, tokens)):
+    with torch.no_grad(), _reading(tower, inputs):
         vectors = tower.embed(ids)
-    return NewItems(tokens, vectors)
+    return NewItems(tokens, vectors, fallback)

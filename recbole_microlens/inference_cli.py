@@ -1,4 +1,8 @@
-"""``recbole-microlens recommend`` and ``export-embeddings``: a checkpoint in, TSV or .npy out."""
+"""``recbole-microlens recommend`` and ``export-embeddings``: a checkpoint in, TSV or .npy out.
+
+The ML stack (torch, RecBole) is imported when a command runs, not when the parser is built:
+``--help`` answers at once.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from recbole_microlens.checkpoint import CheckpointError
-from recbole_microlens.inference import InferenceError
+from recbole_microlens.errors import ConfigError
+from recbole_microlens.io import require_file_path
 
 
 #: ``--user-vectors`` given without a file: named after the items file
@@ -26,6 +30,11 @@ def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda or cuda:N (RecBole's use_gpu / gpu_id; default: cpu)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the check that the atomic files are those the model trained on")
+    parser.add_argument("--data-path", type=Path, metavar="DIR",
+                        help="root of converted datasets, when the dataset has moved since "
+                             "training (default: where it was)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="log the rebuilt run's configuration and dataset (stderr)")
 
 
 def _add_recommend(commands) -> None:
@@ -35,7 +44,10 @@ def _add_recommend(commands) -> None:
                     "already interacted with, and write TSV `user_id rank item_id score` with the "
                     "dataset's own tokens. With --new-items DIR a content model (item_tower: "
                     "encoder) also embeds the items of DIR that are not in the dataset (videos/, "
-                    "covers/ or titles.csv) and ranks them with the catalogue (cold start).")
+                    "covers/ or titles.csv) and ranks them with the catalogue (cold start); a "
+                    "fifth column, source, says catalogue, new, or new-fallback (a new item whose "
+                    "media could not be read, ranked from a fallback input). A user listed twice "
+                    "is served once.")
     _checkpoint_arguments(parser)
     users = parser.add_mutually_exclusive_group(required=True)
     users.add_argument("--users", nargs="+", metavar="U", help="user tokens")
@@ -53,36 +65,49 @@ def _add_recommend(commands) -> None:
 
 
 def device_settings(device: str) -> dict:
-    """``--device`` as RecBole's own keys (RecBole derives ``device`` from them)."""
+    """``--device`` as RecBole's own keys (RecBole derives ``device`` from them); a GPU that is
+    not there is an error, not a silent run on CPU."""
     if device == "cpu":
         return {"use_gpu": False}
-    if device == "cuda" or device.startswith("cuda:"):
-        return {"use_gpu": True, "gpu_id": device.partition(":")[2] or "0"}
-    raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    if device != "cuda" and not device.startswith("cuda:"):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    index = device.partition(":")[2] or "0"
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not index.isdigit() or int(index) >= visible:
+        raise ConfigError(f"--device {device}: {visible} CUDA devices are visible here"
+                          + ("" if index.isdigit() else f" ({index!r} is not a device number)"))
+    return {"use_gpu": True, "gpu_id": index}
+
+
+def load_checkpoint_run(args: argparse.Namespace):
+    """``load_data_and_model`` with the command's device, data path, checks and verbosity."""
+    from recbole_microlens.checkpoint import load_data_and_model
+
+    return load_data_and_model(args.checkpoint, device_settings(args.device),
+                               verify=not args.no_verify, data_path=args.data_path,
+                               quiet=not args.verbose)
 
 
 def run_recommend(args: argparse.Namespace) -> int:
     from recbole_microlens import inference
-    from recbole_microlens.checkpoint import load_data_and_model
 
     started = time.perf_counter()
-    try:
-        _, model, dataset, *_ = load_data_and_model(args.checkpoint, device_settings(args.device),
-                                                    verify=not args.no_verify)
-        if args.all_users:
-            users = list(range(1, dataset.user_num))
-        else:
-            named = (inference.read_users_file(args.users_file) if args.users_file
-                     else [(token, "--users") for token in args.users])
-            users = inference.user_ids(dataset, named)
-        new_items = (inference.embed_new_items(model, dataset, args.new_items)
-                     if args.new_items else None)
-        rows = inference.recommend(model, dataset, _as_array(users), args.topk, args.batch_size,
-                                   new_items, args.candidates)
-    except (CheckpointError, InferenceError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    inference.write_recommendations(rows, args.out)
+    if args.out is not None:
+        require_file_path(args.out, "--out")
+    _, model, dataset, *_ = load_checkpoint_run(args)
+    if args.all_users:
+        users = list(range(1, dataset.user_num))
+    else:
+        named = (inference.read_users_file(args.users_file) if args.users_file
+                 else [(token, "--users") for token in args.users])
+        users = inference.user_ids(dataset, named)
+    new_items = (inference.embed_new_items(model, dataset, args.new_items)
+                 if args.new_items else None)
+    rows = inference.recommend(model, dataset, _as_array(users), args.topk, args.batch_size,
+                               new_items, args.candidates)
+    inference.write_recommendations(rows, args.out, sources=new_items is not None)
     if args.out:
         print(f"wrote {len(rows)} rows to {args.out} in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
@@ -113,21 +138,18 @@ def _add_export_embeddings(commands) -> None:
 
 
 def run_export_embeddings(args: argparse.Namespace) -> int:
-    from recbole_microlens.checkpoint import load_data_and_model
     from recbole_microlens.inference import export_embeddings
 
     out = args.out or args.checkpoint.with_name(args.checkpoint.stem + ".items.npy")
     users_out = args.user_vectors
     if users_out == USERS_DEFAULT:
         users_out = out.with_name(out.stem.removesuffix(".items") + ".users.npy")
-    try:
-        _, model, dataset, *_ = load_data_and_model(args.checkpoint, device_settings(args.device),
-                                                    verify=not args.no_verify)
-        meta = export_embeddings(model, dataset, out,
-                                 {"checkpoint": str(args.checkpoint.resolve())}, users_out)
-    except (CheckpointError, InferenceError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    require_file_path(out, "--out")
+    if users_out is not None:
+        require_file_path(Path(users_out), "--user-vectors")
+    _, model, dataset, *_ = load_checkpoint_run(args)
+    meta = export_embeddings(model, dataset, out, {"checkpoint": str(args.checkpoint.resolve())},
+                             users_out)
     print(f"wrote {out} {tuple(meta['shape'])} and {out.with_suffix('.json')}")
     if users_out is not None:
         print(f"wrote {users_out} {tuple(meta['users']['shape'])} and "

@@ -3,6 +3,7 @@ installed inside the package (``recbole_microlens/properties``) otherwise."""
 from __future__ import annotations
 
 from pathlib import Path
+from recbole_microlens.errors import MissingInputError
 
 _PACKAGE = Path(__file__).resolve().parent
 CANDIDATES = (_PACKAGE.parent / "properties", _PACKAGE / "properties")
@@ -12,7 +13,7 @@ def properties_dir() -> Path:
     for candidate in CANDIDATES:
         if (candidate / "overall.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"recbole-microlens properties not found in {[str(c) for c in CANDIDATES]}; "
+    raise MissingInputError(f"recbole-microlens properties not found in {[str(c) for c in CANDIDATES]}; "
                             "reinstall with `pip install .`")
 
 
@@ -25,5 +26,5 @@ def yaml_file(name_or_path, folder: str, what: str = "yaml") -> Path:
     if packaged.is_file():
         return packaged
     known = sorted(p.stem for p in packaged.parent.glob("*.yaml"))
-    raise FileNotFoundError(f"no {what} {str(name_or_path)!r}: not a file, and not one of "
+    raise MissingInputError(f"no {what} {str(name_or_path)!r}: not a file, and not one of "
                             f"the packaged ones {known}")

@@ -97,7 +97,7 @@ def run_recbole_ml(
     result = run_result(config, dataset, trainer, (best_valid_score, best_valid_result),
                         test_result, marks)
     table = metrics_table({"valid": result["valid"], "test": result["test"]})
-    logger.info("\n" + table)
+    # once, on stdout: the log already has every metric ("best valid", "test result" above)
     print(f"\n{config['model']} on {config['dataset']}\n{table}\n", flush=True)
     if config["result_file"] and config["local_rank"] == 0:
         write_result_file(config["result_file"], result)

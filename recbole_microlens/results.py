@@ -70,7 +70,7 @@ def metrics_table(rows: dict) -> str:
 
     A split evaluated with a content tower whose store holds fallback inputs gets a second row:
     the metrics over the targets that show their own media (``real_content``), with the number
-    of targets left out."""
+    of targets left out; n/a when no target is left."""
     rows = {split: values for split, values in rows.items() if values}
     if not rows:
         return "(no metrics)"
@@ -79,9 +79,12 @@ def metrics_table(rows: dict) -> str:
     for split, values in rows.items():
         body.append([split] + [values.get(m) for m in metric_names])
         if "real_content" in values:
+            real = values["real_content"]
             body.append([f"{split}, real content only ({values['fallback_targets']} fallback "
-                         "targets left out)"] + [values["real_content"].get(m) for m in metric_names])
-    return tabulate(body, headers=["split"] + metric_names, tablefmt="github", floatfmt=".4f")
+                         "targets left out)"]
+                        + [real.get(m) if real is not None else None for m in metric_names])
+    return tabulate(body, headers=["split"] + metric_names, tablefmt="github", floatfmt=".4f",
+                    missingval="n/a")
 
 
 def write_result_file(path, result: dict) -> None:

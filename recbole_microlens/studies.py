@@ -22,6 +22,7 @@ from pathlib import Path
 from recbole_microlens.encoders import ENCODERS, FINETUNE_MODES
 from recbole_microlens.io import write_text
 from recbole_microlens.report import encoder_table, load_summaries, side_feature_label
+from recbole_microlens.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,10 @@ def encoder_sweep_runs(model: str, dataset: str, encoders, finetunes) -> list[St
     """``model`` with each item encoder in each fine-tuning mode (the encoder's own modality)."""
     unknown = [name for name in encoders if name not in ENCODERS]
     if unknown:
-        raise ValueError(f"unknown encoders {unknown}; choose from {list(ENCODERS)}")
+        raise ConfigError(f"unknown encoders {unknown}; choose from {list(ENCODERS)}")
     wrong = [mode for mode in finetunes if mode not in FINETUNE_MODES]
     if wrong:
-        raise ValueError(f"unknown finetune modes {wrong}; choose from {list(FINETUNE_MODES)}")
+        raise ConfigError(f"unknown finetune modes {wrong}; choose from {list(FINETUNE_MODES)}")
     return [StudyRun(f"{dataset}_{model}_{encoder}_{mode}", model, dataset,
                      {"item_tower": "encoder", "item_encoder": encoder, "finetune": mode,
                       "item_modality": ENCODERS[encoder].modality})
@@ -91,7 +92,7 @@ def unique_runs(runs: list[StudyRun]) -> list[StudyRun]:
     by_name: dict[str, StudyRun] = {}
     for run in runs:
         if run.name in by_name and by_name[run.name] != run:
-            raise ValueError(f"two different runs are both named {run.name!r}")
+            raise ConfigError(f"two different runs are both named {run.name!r}")
         by_name.setdefault(run.name, run)
     return list(by_name.values())
 

@@ -30,7 +30,7 @@ from recbole_microlens.evaluation import (
     with_breakdowns,
 )
 from recbole_microlens.checkpoint_io import load_trainer_checkpoint
-from recbole_microlens.errors import CheckpointError
+from recbole_microlens.errors import CheckpointError, NonFiniteError
 from recbole_microlens.io import atomic_open
 from recbole_microlens.model.layers import TowerRuntime
 from recbole_microlens.model.options import choose
@@ -40,6 +40,7 @@ from recbole_microlens.resume import (
     state_file_for,
     training_state,
 )
+from recbole_microlens.precision import bf16_safe_kernels
 
 # Which parameters get the encoder's learning rate and weight decay.
 ENCODER_GROUPS = ("encoder", "encoder+projection")
@@ -181,7 +182,9 @@ class MLTrainer(Trainer):
         self.current_epoch = epoch_idx
         start = time.perf_counter()
         encoded_before = self.tower.items_encoded if self.tower is not None else 0
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func or self._step_loss, show_progress)
+        with bf16_safe_kernels(self.device, self.bf16):  # forward and backward
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func or self._step_loss,
+                                        show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         if self.tower is not None:
             self.epoch_items_encoded.append(self.tower.items_encoded - encoded_before)
@@ -194,6 +197,12 @@ class MLTrainer(Trainer):
                 return self.model.calculate_loss(interaction)
             with self.tower.use_table(unique_items_table(self.tower, interaction, self.item_fields)):
                 return self.model.calculate_loss(interaction)
+
+    def _check_nan(self, loss):
+        """RecBole's check, as a user error with what to try (a diverged run is not a bug)."""
+        if torch.isnan(loss):
+            raise NonFiniteError("training loss is nan: lower learning_rate (or "
+                                 "encoder_learning_rate), or train without bf16")
 
     def _valid_epoch(self, valid_data, show_progress=False):
         started = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from recbole_microlens.tune.driver import DEFAULT_TUNE_DIR, TuneResult, run_tune
 from recbole_microlens.tune.space import packaged_tune_configs
@@ -27,6 +28,17 @@ def add_tune_arguments(parser: argparse.ArgumentParser, resume_flag: bool = True
     flag("tune_dir", default=DEFAULT_TUNE_DIR, help="where experiments are written")
     if resume_flag:
         flag("resume", action="store_true", help="continue the interrupted sweep in --tune_dir")
+
+
+def tune_exit_status(result: TuneResult) -> int:
+    """0 when a trial was chosen; 1, with the first trial error on stderr, when none completed."""
+    if result.best is not None:
+        return 0
+    errors = [row["error"] for row in result.trials if row.get("error")]
+    first = f"; the first: {errors[0]}" if errors else ""
+    print(f"error: no trial of the sweep completed ({len(errors)} of {len(result.trials)} "
+          f"failed{first}); their logs: {result.experiment_dir}", file=sys.stderr, flush=True)
+    return 1
 
 
 def run_tune_from_args(args: argparse.Namespace, config_files=None, config_dict=None) -> TuneResult:

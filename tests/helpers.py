@@ -1,6 +1,10 @@
 """Small builders shared by tests: hand-made atomic datasets and configs."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from recbole_microlens.config import MLConfig
@@ -36,6 +40,45 @@ def make_config(root: Path, dataset: str, model: str = "SASRec", **overrides) ->
     return MLConfig(model=model, dataset=dataset, config_dict=options)
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_isolated(script: str, *args: str, timeout: float = 600) -> dict:
+    """Run ``script`` in a fresh interpreter (one thread, this checkout's code) and return the
+    JSON of its last stdout line: a native crash (bf16 kernels, new ops) fails one test, not the
+    suite."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def wait_for(condition, *, failed=None, guard: float = 900, poll: float = 0.02,
+             describe=None) -> None:
+    """Wait for an event (``condition()`` true), never for an amount of time: fail at once when
+    ``failed()`` says it cannot come any more (the process that would make it has exited).
+    ``guard`` only keeps a hung test from hanging the suite; nothing should come near it.
+    ``describe()`` says what is wrong when it does."""
+    import time
+
+    deadline = time.monotonic() + guard
+    while not condition():
+        if failed is not None and failed():
+            raise AssertionError(f"gave up waiting: {failed.__doc__ or 'the event cannot come'}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no event after the {guard:.0f} s guard"
+                                 + (f": {describe()}" if describe else ""))
+        time.sleep(poll)
+
+
+def waits_for_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` is blocked on a file lock (``flock``), from ``/proc/locks``."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[fields.index("->") + 4] == str(pid):
+            return True
+    return False
 # --------------------------------------------------------------------------- weights caches
 
 

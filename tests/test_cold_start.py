@@ -120,6 +120,9 @@ def test_recommend_command_ranks_catalogue_and_new_items(cold_start, tmp_path):
         ranked = list(csv.DictReader(handle, delimiter="\t"))
     tokens = {row["item_id"] for row in ranked}
     assert tokens & set(held_out) and len(tokens - set(held_out) - {"twin"}) > 10
+    new_tokens = set(held_out) | {"twin"}
+    assert {(row["item_id"] in new_tokens, row["source"]) for row in ranked} == {
+        (False, "catalogue"), (True, "new")}
 
 
 def test_models_without_an_encoder_refuse_new_items(cold_start, loaded, monkeypatch, tmp_path):
@@ -134,3 +137,25 @@ def test_models_without_an_encoder_refuse_new_items(cold_start, loaded, monkeypa
     monkeypatch.setattr(model.item_tower, "encodes_content", False)  # as an ID tower says
     with pytest.raises(InferenceError, match="no content encoder"):
         embed_new_items(model, dataset, new)
+
+
+def test_new_items_whose_media_cannot_be_read_are_marked_in_the_tsv(cold_start, tmp_path):
+    """A truncated and an empty video: ranked from a fallback input, and the TSV says so (issue
+    22); every row says where its item came from."""
+    checkpoint, held_out, new, _ = cold_start
+    folder = tmp_path / "new"
+    shutil.copytree(new / "videos", folder / "videos")
+    whole = (folder / "videos" / f"{held_out[0]}.mp4").read_bytes()
+    (folder / "videos" / "truncated.mp4").write_bytes(whole[:256])
+    (folder / "videos" / "empty.mp4").write_bytes(b"")
+    out = tmp_path / "new.tsv"
+    n_new = len(held_out) + 3  # the held-out items, the twin, the two broken ones
+    assert main(["recommend", "--checkpoint", str(checkpoint), "--all-users", "--topk",
+                 str(n_new), "--new-items", str(folder), "--candidates", "new", "--out",
+                 str(out)]) == 0
+    with open(out, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert list(rows[0]) == ["user_id", "rank", "item_id", "score", "source"]
+    source = {row["item_id"]: row["source"] for row in rows}
+    assert source == {**{token: "new" for token in [*held_out, "twin"]},
+                      "truncated": "new-fallback", "empty": "new-fallback"}

@@ -90,6 +90,23 @@ def test_recbole_import_no_longer_leaves_autograd_anomaly_detection_on():
     assert not torch.is_anomaly_enabled()
 
 
+def test_two_runs_creating_log_and_checkpoint_folders_together_do_not_crash(tmp_path,
+                                                                             monkeypatch):
+    """RecBole's ensure_dir checks, then creates: a run whose check came before another run's
+    makedirs crashed with FileExistsError (two concurrent runs, issue 22). The race, replayed:
+    the check says absent, the folder is there."""
+    import os
+    import recbole.trainer.trainer
+    import recbole.utils.logger
+
+    compat.apply()
+    (tmp_path / "log" / "SASRec").mkdir(parents=True)
+    monkeypatch.setattr(os.path, "exists", lambda path: False)  # the other run created it after
+    for module in (recbole.utils.logger, recbole.trainer.trainer):
+        module.ensure_dir(str(tmp_path / "log" / "SASRec"))
+    assert compat.race_free_ensure_dir() == []  # every module patched, once
+
+
 def test_recbole_checkpoints_cannot_be_allow_listed(tmp_path):
     """Why the switch below exists: RecBole saves with pickle protocol 4, whose framing the
     weights-only unpickler rejects whatever classes are allowed."""

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from recbole_microlens.data.dataset_folder import dataset_problem, require_compl
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.data.raw import RawFormatError, detect_raw_files
 from recbole_microlens.errors import DatasetError
+from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 PAIRS = [f"{user}\t" + " ".join(str(10 + (user * 3 + k) % 17) for k in range(8)) for user in range(1, 9)]
@@ -303,7 +303,8 @@ def test_bad_input_to_run_recbole_ml_is_one_line_and_exit_2(argv, message, monke
     monkeypatch.chdir(tmp_path)
     code, err = run_main(argv, monkeypatch, capsys)
     assert code == 2
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], err  # (a library's import warning aside)
     assert "Traceback" not in err
 
 
@@ -420,9 +421,12 @@ def test_two_concurrent_runs_of_one_model_each_test_their_own_weights(tmp_path):
     runs = [subprocess.Popen([sys.executable, "-c", TWO_RUNS_SCRIPT, str(tmp_path), str(seed),
                               str(go)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
             for seed in (1, 2)]
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    def a_run_exited():
+        """a run exited before it was ready"""
+        return any(run.poll() is not None for run in runs)
+
+    wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 2, failed=a_run_exited)
     go.touch()
     for run in runs:
         _, err = run.communicate(timeout=300)
@@ -440,13 +444,14 @@ def test_two_concurrent_runs_of_one_model_each_test_their_own_weights(tmp_path):
 # ------------------------------------------------------------------ 5. processes
 
 
-def wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU ticks ``pid`` has used (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
 
 
 @pytest.fixture(scope="module")
@@ -485,17 +490,20 @@ def test_killing_a_media_command_leaves_no_decoding_workers(media_dataset, tmp_p
                               stderr=subprocess.DEVNULL)
     workers: set[int] = set()
 
-    def workers_started() -> bool:
+    def workers_at_work() -> bool:  # two workers started and running (they have used CPU)
         workers.update(descendants(parent.pid))
-        return len(workers) >= 2 and parent.poll() is None
+        return sum(cpu_ticks(pid) > 0 for pid in workers) >= 2
 
-    assert wait_until(workers_started, 60), "no workers started"
-    time.sleep(0.5)
+    def parent_exited():
+        """the command exited before two workers ran"""
+        return parent.poll() is not None
+
+    wait_for(workers_at_work, failed=parent_exited)
     workers.update(descendants(parent.pid))
     parent.kill()
     parent.wait()
-    assert wait_until(lambda: not any(map(running, workers)), 30), \
-        f"workers left running: {[pid for pid in workers if running(pid)]}"
+    wait_for(lambda: not any(map(running, workers)), guard=300,
+             describe=lambda: f"workers left running: {[p for p in workers if running(p)]}")
 
 
 NO_GUARD_SCRIPT = """
@@ -539,15 +547,23 @@ def test_killing_a_tune_sweep_leaves_no_ray_processes(tmp_path):
         names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in started if running(pid)}
         return "raylet" in names and driver.poll() is None
 
+    def trial_reported() -> bool:  # a trial is training: its first epoch is in result.json
+        started.update(descendants(driver.pid))
+        return any(path.stat().st_size for path in (tmp_path / "tune").rglob("result.json"))
+
+    def driver_exited():
+        """the sweep exited before a trial trained"""
+        return driver.poll() is not None
+
     try:
-        assert wait_until(raylet_started, 120), "Ray did not start"
-        time.sleep(3)
+        wait_for(raylet_started, failed=driver_exited)
+        wait_for(trial_reported, failed=driver_exited)
         started.update(descendants(driver.pid))
     finally:
         driver.kill()
         driver.wait()
-    assert wait_until(lambda: not any(map(running, started)), 60), \
-        f"left running: {[Path(f'/proc/{p}/cmdline').read_text()[:80] for p in started if running(p)]}"
+    wait_for(lambda: not any(map(running, started)), guard=300, describe=lambda: "left running: "
+             f"{[Path(f'/proc/{p}/cmdline').read_text()[:80] for p in started if running(p)]}")
 
 
 # ------------------------------------------------------------------ 6. one-line errors
@@ -579,3 +595,414 @@ def test_every_command_reports_bad_input_in_one_line_with_exit_2(argv, message, 
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0]
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ 7. round 3 (issue 22)
+# Served outputs are finite (a NaN item vector: recommend and export-embeddings). The issue's
+# eight minor cases, one test (or more) each:
+#   1. a killed conversion's temp file ........ test_a_temp_file_left_by_a_killed_conversion_...
+#   2. recommend --batch-size 0 / a user twice / --device cuda without GPU / --out a folder
+#      ...................................... test_recommend_refuses_bad_options_in_one_line,
+#                                              test_recommend_serves_a_user_listed_twice_once
+#   3. unreadable new items marked in the TSV .. test_cold_start.py (needs its trained encoder)
+#   4. --no-verify on a changed dataset ........ test_recommend_with_no_verify_on_a_changed_...
+#   5. ENOSPC / ulimit -f: checkpoint, convert . test_a_disk_that_fills_..., test_a_file_size_...
+#   6. a moved dataset, --data-path ........... test_a_moved_dataset_is_named_and_found_...
+#   7. 100 % fallback prints n/a .............. test_fallback_media.py (needs media-less data)
+#   8. --dataset=../../x names the rule ....... test_a_bad_dataset_name_is_refused_by_the_rule_...
+# A sweep whose space fails the range checks, or in which no trial completes: test_tune.py.
+
+SERVED_OPTIONS = {"epochs": 1, "hidden_size": 8, "inner_size": 16, "train_batch_size": 8,
+                  "show_progress": False}
+
+
+def train_tiny(root: Path) -> dict:
+    """SASRec trained one epoch on a hand-made dataset in ``root/data``: its checkpoint, what
+    the run printed and what it logged."""
+    import contextlib
+    import io
+    import logging
+
+    from tests.helpers import write_inter_file
+    from recbole_microlens.quick_start import run_recbole_ml
+
+    write_inter_file(root / "data", "tiny", {f"u{u}": [f"i{(u * 5 + k * 3) % 23}" for k in range(8)]
+                                             for u in range(30)})
+    logged, handler = [], logging.Handler(logging.INFO)
+    handler.emit = lambda record: logged.append(record.getMessage())
+    root_logger, level = logging.getLogger(), logging.getLogger().level
+    root_logger.addHandler(handler)
+    root_logger.setLevel(logging.INFO)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            run_recbole_ml("SASRec", "tiny", None, {**SERVED_OPTIONS,
+                                                    "data_path": str(root / "data"),
+                                                    "checkpoint_dir": str(root / "saved")})
+    finally:
+        root_logger.removeHandler(handler)
+        root_logger.setLevel(level)
+    checkpoint = next((root / "saved").glob("SASRec-*.pth"))
+    return {"root": root, "checkpoint": checkpoint, "printed": printed.getvalue(),
+            "logged": "\n".join(logged)}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, one_thread):
+    return train_tiny(tmp_path_factory.mktemp("served"))
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def item_tokens(checkpoint) -> list[str]:
+    from recbole_microlens.checkpoint import load_data_and_model
+
+    _, _, dataset, *_ = load_data_and_model(checkpoint, quiet=True)
+    return [str(token) for token in dataset.field2id_token[dataset.iid_field]]
+
+
+def test_the_summary_table_is_printed_once_and_not_logged(served):
+    assert served["printed"].count("| split") == 1
+    assert "| split" not in served["logged"] and "test result" in served["logged"]
+
+
+@pytest.mark.parametrize("command", ["recommend", "export-embeddings"])
+def test_serving_a_checkpoint_with_a_nan_item_vector_is_an_error_naming_the_item(
+        served, tmp_path, capsys, command):
+    import torch
+
+    state = torch.load(served["checkpoint"], weights_only=True)
+    table = next(key for key in state["state_dict"] if key.endswith("embedding.weight")
+                 and "item" in key)
+    state["state_dict"][table][5] = float("nan")
+    broken = tmp_path / "SASRec-nan.pth"
+    torch.save(state, broken)
+    out = tmp_path / "out.file"
+    extra = ["--users", "u1", "u2"] if command == "recommend" else []
+    assert cli_main([command, "--checkpoint", str(broken), *extra, "--out", str(out)]) == 2
+    error = one_error_line(capsys)
+    assert f"item {item_tokens(served['checkpoint'])[5]!r}" in error and "nan" in error
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_recommend_serves_a_user_listed_twice_once(served, tmp_path):
+    out = tmp_path / "recs.tsv"
+    assert cli_main(["recommend", "--checkpoint", str(served["checkpoint"]), "--users", "u3",
+                     "u1", "u3", "--topk", "2", "--out", str(out)]) == 0
+    users = [line.split("\t")[0] for line in out.read_text().splitlines()[1:]]
+    assert users == ["u3", "u3", "u1", "u1"]
+
+
+def _no_gpu_device() -> str:
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return "cuda" if visible == 0 else f"cuda:{visible}"
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--batch-size", "0"], "batch size must be at least 1, got 0"),
+    (["--device", "NO_GPU"], "CUDA devices are visible here"),
+    (["--out", "FOLDER"], "is a folder; name a file in it"),
+])
+def test_recommend_refuses_bad_options_in_one_line(served, tmp_path, capsys, option, message):
+    option = [_no_gpu_device() if arg == "NO_GPU" else str(tmp_path) if arg == "FOLDER" else arg
+              for arg in option]
+    assert cli_main(["recommend", "--checkpoint", str(served["checkpoint"]), "--users", "u1",
+                     *option]) == 2
+    assert message in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []  # nothing written into a folder named as --out
+
+
+def _moved_copy(served, tmp_path, change_items: bool = False) -> Path:
+    """The served dataset copied to ``tmp_path/moved`` (with one more item when asked)."""
+    import shutil
+
+    from recbole_microlens.data.dataset_folder import seal
+
+    moved = tmp_path / "moved"
+    shutil.copytree(served["root"] / "data", moved)
+    if change_items:
+        inter = moved / "tiny" / "tiny.inter"
+        inter.write_text(inter.read_text() + "u1\tbrand-new\t99\n")
+        seal(moved / "tiny", "tiny", {"dataset": "tiny", "converter": "tests/test_faults.py"})
+    return moved
+
+
+def test_recommend_with_no_verify_on_a_changed_dataset_is_a_one_line_error(served, tmp_path,
+                                                                          capsys):
+    moved = _moved_copy(served, tmp_path, change_items=True)
+    command = ["recommend", "--checkpoint", str(served["checkpoint"]), "--users", "u1",
+               "--data-path", str(moved)]
+    assert cli_main(command) == 2
+    assert "is not the file this model was trained on" in one_error_line(capsys)
+    assert cli_main(command + ["--no-verify"]) == 2
+    error = one_error_line(capsys)
+    assert "does not fit the dataset in" in error and "size mismatch" in error
+
+
+def test_a_moved_dataset_is_named_and_found_with_data_path(tmp_path, capsys, one_thread):
+    import shutil
+
+    from recbole_microlens.checkpoint import load_data_and_model
+
+    run = train_tiny(tmp_path / "run")
+    shutil.move(tmp_path / "run" / "data", tmp_path / "elsewhere")
+    assert cli_main(["recommend", "--checkpoint", str(run["checkpoint"]), "--users", "u1"]) == 2
+    error = one_error_line(capsys)
+    assert f"is not at {tmp_path / 'run' / 'data' / 'tiny'}" in error and "--data-path" in error
+    assert "sha256" not in error
+    out = tmp_path / "recs.tsv"
+    assert cli_main(["recommend", "--checkpoint", str(run["checkpoint"]), "--users", "u1",
+                     "--data-path", str(tmp_path / "elsewhere"), "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 11
+    _, _, dataset, *_ = load_data_and_model(run["checkpoint"], data_path=tmp_path / "elsewhere",
+                                            quiet=True)
+    assert dataset.user_num == 31
+
+
+def test_a_temp_file_left_by_a_killed_conversion_stays_out_of_the_dataset(converted, tmp_path):
+    """A conversion killed while writing left ``.ml.inter.<random>.tmp`` in its build folder;
+    the next conversion gives that folder's other entries back, never the temp file."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = converted.parent / f".ml.partial-{dead}-0123abcd"
+    (stale / "media-extra").mkdir(parents=True)
+    (stale / ".ml.inter.k3j2_9zq.tmp").write_text("half a file")
+    convert_dataset(detect_raw_files(tmp_path / "raw"), "ml", tmp_path / "out", keep_last=6)
+    assert not stale.exists()
+    assert (converted / "media-extra").is_dir()  # what the killed run was keeping is kept
+    assert not [path.name for path in converted.iterdir() if path.name.endswith(".tmp")]
+
+
+def test_a_disk_that_fills_while_writing_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    from recbole_microlens.errors import OutputError
+    from recbole_microlens.io import atomic_open
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError) as error:
+        with atomic_open(tmp_path / "out.json", "w") as handle:
+            handle.write("{}")
+    assert str(error.value) == (f"cannot write {tmp_path / 'out.json'}: [Errno 28] No space left "
+                                "on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _limited(max_bytes: int):
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+
+def test_a_file_size_limit_hit_by_the_checkpoint_is_one_line_naming_it(tmp_path):
+    """``ulimit -f``: torch.save reports the failed write as a RuntimeError of its zip writer."""
+    from tests.helpers import write_inter_file
+
+    write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)]
+                                        for u in range(6)})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "run_recbole_ml.py"), "--model=SASRec",
+                           "--dataset=tiny", f"--data_path={tmp_path}", "--epochs=1",
+                           "--hidden_size=64", "--inner_size=256", "--show_progress=false",
+                           "--state=WARNING", f"--checkpoint_dir={tmp_path / 'saved'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True,
+                          preexec_fn=_limited(200_000), timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert re.match(rf"error: cannot write {re.escape(str(tmp_path / 'saved'))}/SASRec-\S+\.pth: "
+                    r"\[Errno 27\] File too large$", last), last
+    assert not list((tmp_path / "saved").iterdir())  # no checkpoint, no temp file
+
+
+def test_a_file_size_limit_hit_by_convert_names_the_file(write_raw, tmp_path):
+    write_raw("ml_pairs.tsv", [f"{user}\t" + " ".join(str(10 + (user * 3 + k) % 17)
+                                                      for k in range(8))
+                               for user in range(1, 200)])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "recbole_microlens", "convert", "--raw-dir",
+                           str(tmp_path / "raw"), "--dataset", "ml", "--out",
+                           str(tmp_path / "out")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True,
+                          preexec_fn=_limited(1000), timeout=600)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot write ") and last.endswith(
+        "/ml.inter: [Errno 27] File too large"), last
+    assert not (tmp_path / "out" / "ml").exists()
+
+
+def test_a_bad_dataset_name_is_refused_by_the_rule_not_a_joined_path(monkeypatch, capsys,
+                                                                       tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["--dataset=../../x"], monkeypatch, capsys)
+    assert code == 2
+    assert "a dataset is one folder directly in the data root" in err and "../../x/" not in err
+    assert "outside" not in err and "atomic_files" not in err
+
+
+def test_recommend_is_quiet_unless_verbose(served, tmp_path):
+    """The rebuilt run's ~140 lines of configuration go to stderr with --verbose only."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "recbole_microlens", "recommend", "--checkpoint",
+               str(served["checkpoint"]), "--users", "u1", "--out", str(tmp_path / "recs.tsv")]
+    quiet = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert quiet.returncode == 0, quiet.stderr
+    messages = [line for line in quiet.stderr.splitlines() if "Warning" not in line
+                and not line.startswith("  ")]  # library deprecation warnings aside
+    assert len(messages) == 1 and messages[0].startswith("wrote 10 rows to "), quiet.stderr
+    assert not (tmp_path / "log").exists()  # nor a RecBole log file
+    verbose = subprocess.run(command + ["--verbose"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Hyper Parameters" in verbose.stderr and len(verbose.stderr.splitlines()) > 50
+
+
+# ------------------------------------------------------------------ 8. one error boundary
+
+BAD_INPUT = {  # one user error per subcommand (every subcommand with input to check)
+    "convert": ["convert", "--raw-dir", "{tmp}/missing", "--dataset", "x", "--out", "{tmp}/o"],
+    "prepare-media": ["prepare-media", "--dataset", "nope", "--data-path", "{tmp}"],
+    "extract-features": ["extract-features", "--dataset", "nope", "--data-path", "{tmp}",
+                         "--encoder", "nosuch"],
+    "tune": ["tune", "--model", "SASRec", "--dataset", "nope", "--tune_config", "nosuch"],
+    "sweep": ["sweep", "--model", "SASRecV", "--dataset", "nope", "--encoders", "x", "--out",
+              "{tmp}/s"],
+    "report": ["report", "{tmp}/missing.json"],
+    "recommend": ["recommend", "--checkpoint", "{tmp}/missing.pth", "--users", "u1"],
+    "export-embeddings": ["export-embeddings", "--checkpoint", "{tmp}/missing.pth"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(BAD_INPUT))
+def test_debug_shows_the_traceback_of_a_user_error_on_every_subcommand(command, tmp_path,
+                                                                       capsys):
+    from recbole_microlens.errors import UserError
+
+    argv = [arg.format(tmp=tmp_path) for arg in BAD_INPUT[command]]
+    assert cli_main(argv) == 2
+    one_error_line(capsys)
+    with pytest.raises(UserError):  # the interpreter prints its traceback
+        cli_main(argv + ["--debug"])
+
+
+def test_every_subcommand_has_a_bad_input_case():
+    from recbole_microlens.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    # encoders: argparse checks its one option
+    assert set(commands) - {"encoders"} <= set(BAD_INPUT)
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug"), KeyError("a bug"),
+                                   FileNotFoundError("a bug"), RuntimeError("a bug")])
+def test_a_bug_keeps_its_traceback(error, write_raw, tmp_path, monkeypatch):
+    """Only user errors are one-liners: a ValueError from a bug is not bad input."""
+    from recbole_microlens import cli
+
+    write_raw("ml_pairs.tsv", PAIRS)
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "convert_dataset", broken)
+    with pytest.raises(type(error), match="a bug"):
+        cli_main(["convert", "--raw-dir", str(tmp_path / "raw"), "--dataset", "x", "--out",
+                  str(tmp_path / "out")])
+
+
+def test_interrupts_and_exits_pass_the_boundary_untouched():
+    from recbole_microlens.errors import exit_cleanly
+
+    with pytest.raises(KeyboardInterrupt):
+        with exit_cleanly():
+            raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as exit_:
+        with exit_cleanly():
+            raise SystemExit(130)
+    assert exit_.value.code == 130
+
+
+def test_a_bug_in_run_recbole_ml_keeps_its_traceback(monkeypatch, capsys, tmp_path):
+    import run_recbole_ml
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_recbole_ml, "run", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        run_main(["--model=SASRec"], monkeypatch, capsys)
+
+
+# ------------------------------------------------------------------ 9. the trunk cache's lock
+
+TRUNK_CACHE_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from recbole_microlens import efficiency
+from tests.test_videorec import TINY_TEXT, build
+
+root, name, release = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+
+
+def announced(real_build):
+    def build_and_wait(*args, **kwargs):  # say so, and hold the build open until released
+        (root / f"{name}-building").touch()
+        while not release.exists():
+            time.sleep(0.01)
+        return real_build(*args, **kwargs)
+    return build_and_wait
+
+
+efficiency._build = announced(efficiency._build)
+efficiency._build_tokens = announced(efficiency._build_tokens)
+if __name__ == "__main__":
+    _, model, *_ = build(root, finetune="top", **TINY_TEXT)
+    cache = efficiency.open_trunk_cache(model.item_tower, root / "cache", progress=False)
+    print(json.dumps({"folder": str(cache.folder)}))
+"""
+
+
+def test_two_runs_sharing_a_trunk_cache_build_it_once(tmp_path):
+    """While one run builds the cache, a second one waits on its lock, then reuses it."""
+    from recbole_microlens.data.sample import generate_sample_raw
+    from tests.helpers import waits_for_a_lock
+    from tests.test_videorec import TINY_TEXT, build
+
+    generate_sample_raw(tmp_path / "raw", n_users=40, n_items=40, seed=3)
+    build(tmp_path, finetune="top", **TINY_TEXT)  # atomic files and title store, built once
+    script, release = tmp_path / "trunk_cache.py", tmp_path / "release"
+    script.write_text(TRUNK_CACHE_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def start(name):
+        return subprocess.Popen([sys.executable, str(script), str(tmp_path), name, str(release)],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    first = start("first")
+    wait_for((tmp_path / "first-building").exists, failed=lambda: first.poll() is not None)
+    second = start("second")
+    try:
+        wait_for(lambda: (tmp_path / "second-building").exists() or waits_for_a_lock(second.pid),
+                 failed=lambda: second.poll() is not None)
+        assert not (tmp_path / "second-building").exists(), "two runs build one cache"
+    finally:
+        release.touch()
+    outputs = [run.communicate(timeout=600) for run in (first, second)]
+    for run, (_, err) in zip((first, second), outputs):
+        assert run.returncode == 0, err[-3000:]
+    folders = {json.loads(out.splitlines()[-1])["folder"] for out, _ in outputs}
+    assert len(folders) == 1 and not (tmp_path / "second-building").exists()
+    assert not [path for path in (tmp_path / "cache").iterdir() if path.name.endswith(".tmp")]

@@ -10,6 +10,7 @@ from recbole_microlens.data.media import PAD_TOKEN, read_item_tokens
 from recbole_microlens.data.sample import generate_sample_raw
 from recbole_microlens.data.text import load_tokenizer, minilm_folder, read_titles
 from recbole_microlens.encoders import build_encoder
+from recbole_microlens.errors import InputError
 from recbole_microlens.features import checkpoint_sha256, extract_features, load_item_features
 
 DATASET = "featlens"
@@ -100,5 +101,5 @@ def test_loading_maps_tokens_to_rows_and_refuses_unknown_items(tmp_path):
     path.with_suffix(".json").write_text(json.dumps(meta))
     features = load_item_features(path, [PAD_TOKEN, "c", "a"])
     assert features.tolist() == [[0, 0], [4, 5], [0, 1]]
-    with pytest.raises(KeyError, match="no row"):
+    with pytest.raises(InputError, match="no row"):  # a user error: features of another dataset
         load_item_features(path, [PAD_TOKEN, "d"])

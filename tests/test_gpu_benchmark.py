@@ -1,25 +1,22 @@
-"""benchmarks/gpu_videorec.py runs in its tiny CPU mode: every path, both precisions, both encoders."""
-import importlib.util
+"""benchmarks/gpu_videorec.py runs in its tiny CPU mode: every path, both precisions, both encoders.
+
+The script runs in its own interpreter: its bf16 rows run native CPU kernels, and a crash there
+must fail this test, not the suite (issue 22: oneDNN's bf16 convolution gradient on AVX-512)."""
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
-
-import pytest
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_videorec.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_videorec", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gpu_videorec", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tiny_mode_measures_every_path_of_both_encoders(tmp_path):
-    report = load_script().main(["--tiny", "--out", str(tmp_path / "report.json")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(tmp_path / "report.json")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
     rows = report["rows"]
     assert [r for r in rows if "failed" in r] == []
     keys = {(r["encoder"], r["path"], r["bf16"]) for r in rows}
@@ -32,4 +29,4 @@ def test_tiny_mode_measures_every_path_of_both_encoders(tmp_path):
     assert naive > unique > 0  # de-duplication: fewer encoder passes, counted from the batches
     cached = [r for r in rows if r["path"] == "unique + trunk cache"]
     assert all(r["cache_build_s"] >= 0 and r["cache_bytes_per_item"] > 0 for r in cached)
-    assert report["id"]["epoch_s"] > 0 and (tmp_path / "report.json").is_file()
+    assert report["id"]["epoch_s"] > 0

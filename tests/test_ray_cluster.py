@@ -7,10 +7,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,8 @@ def ray_head(tmp_path):
                       f"--ray-client-server-port={_free_port()}",
                       f"--dashboard-agent-listen-port={_free_port()}", f"--temp-dir={temp_dir}",
                       "--disable-usage-stats"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env={**env, "PYTHONUNBUFFERED": "1"},  # its "started" line reaches the log at once
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"127.0.0.1:{port}"
     try:
         _wait_until_up(head, address, env, tmp_path / "ray-head.log")
@@ -55,17 +57,22 @@ def ray_head(tmp_path):
         log.close()
 
 
-def _wait_until_up(head, address: str, env: dict, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if head.poll() is not None:
-            pytest.fail(f"ray start --head exited {head.returncode}:\n{log.read_text()[-2000:]}")
+def _wait_until_up(head, address: str, env: dict, log: Path) -> None:
+    """Events, not a deadline: the head's "Ray runtime started." line, then a status that lists
+    its CPUs; the wait fails as soon as the head exits."""
+    def head_exited():
+        """ray start --head exited"""
+        if head.poll() is None:
+            return False
+        pytest.fail(f"ray start --head exited {head.returncode}:\n{log.read_text()[-2000:]}")
+
+    def cpus_listed() -> bool:
         status = subprocess.run(_ray_cli() + ["status", f"--address={address}"], env=env,
                                 capture_output=True, text=True)
-        if status.returncode == 0 and "CPU" in status.stdout:
-            return
-        time.sleep(2)
-    pytest.fail(f"Ray head at {address} did not come up:\n{log.read_text()[-2000:]}")
+        return status.returncode == 0 and "CPU" in status.stdout
+
+    wait_for(lambda: "Ray runtime started" in log.read_text(), failed=head_exited)
+    wait_for(cpus_listed, failed=head_exited, poll=1)
 
 
 def test_sample_sweep_on_a_real_local_ray_head(ray_head, tmp_path):

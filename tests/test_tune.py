@@ -113,6 +113,29 @@ def test_the_command_line_has_the_tune_flags(capsys):
     assert "no tune config 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("space, message", [
+    ({"learning_rate": [1e-3, -0.001]}, "search_space.learning_rate: config learning_rate must "
+                                         "be a positive number, got -0.001"),
+    ({"learning_rate": {"loguniform": [-1, 1e-3]}}, "search_space.learning_rate"),
+    ({"embedding_size": {"choice": [8, 0]}}, "embedding_size must be an integer >= 1, got 0"),
+    ({"train_batch_size": {"randint": [0, 4]}}, "train_batch_size must be an integer >= 1"),
+])
+def test_values_out_of_range_in_the_search_space_fail_before_ray_starts(space, message,
+                                                                         tmp_path, capsys):
+    """The command line's range checks, on every value an axis can take (issue 22)."""
+    import sys
+
+    from recbole_microlens.cli import main
+
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"search_space": space}))
+    assert main(["tune", "--model", "SASRec", "--dataset", DATASET, "--tune-config",
+                 str(tmp_path / "space.yaml"), "--tune-dir", str(tmp_path / "ray_results")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "ray_results").exists()
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
 # -- real sweeps --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_cluster():
@@ -225,21 +248,43 @@ def test_a_new_sweep_never_overwrites_an_old_one(sample_sweep, workdir):
         _sweep(workdir, "sample")
 
 
+#: SASRec's 2 attention heads cannot split 15 dimensions: a trial that passes every check made
+#: before Ray starts and fails in the model
+FAILING_SIZE = 15
+HEADS_ERROR = "is not a multiple of the number of attention heads"
+
+
 def test_failed_and_early_stopped_trials_are_reported_and_the_sweep_goes_on(ray_cluster, workdir):
-    """One trial at a time, with ASHA: lr 5e-3 completes; lr 1e-4 trails it after epoch 1 and is
-    stopped; a negative learning rate (an invalid grid point) fails. All three are reported."""
-    grid = {"search_space": {"learning_rate": [5e-3, 1e-4, -1.0], "embedding_size": [16]},
+    """One trial at a time, with ASHA (Ray's grid runs embedding_size fastest): lr 5e-3 completes;
+    lr 1e-4 trails it after epoch 1 and is stopped; size 15 fails in the model. All are reported."""
+    grid = {"search_space": {"learning_rate": [5e-3, 1e-4], "embedding_size": [16, FAILING_SIZE]},
             "fixed": {"epochs": 2}, "asha": {"grace_period": 1, "reduction_factor": 2}}
     result = _sweep(workdir, grid, asha=True, max_concurrent=1, name="asha")
-    by_lr = {row["learning_rate"]: row for row in result.trials}
-    assert by_lr[5e-3]["status"] == "completed" and by_lr[5e-3]["error"] is None
-    assert by_lr[1e-4]["status"] == "stopped early" and by_lr[1e-4]["epochs"] == 1
-    assert math.isnan(by_lr[1e-4]["test_ndcg@10"])  # stopped before any test evaluation
-    assert by_lr[-1.0]["status"] == "error"
-    assert "learning_rate must be a positive number, got -1.0" in by_lr[-1.0]["error"]
-    assert result.best["trial"] == by_lr[5e-3]["trial"]
-    assert "learning_rate must be a positive number" in result.files["markdown"].read_text()
-    assert result.files["heatmap"].read_bytes()[:8] == PNG_MAGIC  # the failed cell shows n/a
+    rows = {(row["learning_rate"], row["embedding_size"]): row for row in result.trials}
+    assert rows[5e-3, 16]["status"] == "completed" and rows[5e-3, 16]["error"] is None
+    assert rows[1e-4, 16]["status"] == "stopped early" and rows[1e-4, 16]["epochs"] == 1
+    assert math.isnan(rows[1e-4, 16]["test_ndcg@10"])  # stopped before any test evaluation
+    for lr in (5e-3, 1e-4):
+        assert rows[lr, FAILING_SIZE]["status"] == "error"
+        assert HEADS_ERROR in rows[lr, FAILING_SIZE]["error"]
+    assert result.best["trial"] == rows[5e-3, 16]["trial"]
+    assert HEADS_ERROR in result.files["markdown"].read_text()
+    assert result.files["heatmap"].read_bytes()[:8] == PNG_MAGIC  # the failed cells show n/a
+
+
+def test_a_sweep_in_which_no_trial_completes_exits_1(ray_cluster, workdir, capsys):
+    from recbole_microlens.cli import main
+
+    (workdir / "setup.yaml").write_text(f"data_path: {workdir / 'atomic_files'}\n")
+    (workdir / "failing.yaml").write_text(
+        f"search_space: {{embedding_size: [{FAILING_SIZE}]}}\nfixed: {{epochs: 1}}\n")
+    code = main(["tune", "--model", "SASRec", "--dataset", DATASET, "--tune-config",
+                 str(workdir / "failing.yaml"), "--config-files", str(workdir / "setup.yaml"),
+                 "--tune-dir", str(workdir / "ray_results"), "--cpus-per-trial", "1"])
+    assert code == 1
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1 and "no trial of the sweep completed (1 of 1 failed" in error[0]
+    assert HEADS_ERROR in error[0]
 
 
 def test_heatmap_outlines_the_chosen_cell(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ from recbole_microlens.data import raw
 from recbole_microlens.data.raw import RawFiles, RawInteractions
 from recbole_microlens.data.dataset_folder import building, check_dataset_name, seal
 from recbole_microlens.io import atomic_open, sha256_file
+from recbole_microlens.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,10 @@ def convert_dataset(
 ) -> dict:
     """Convert one release into ``out_dir/<dataset>/``; returns the meta dict written beside it."""
     if min(min_user_inter, keep_last) <= HELD_OUT_PER_USER:
-        raise ValueError("min_user_inter and keep_last must leave a training item for every user")
+        raise ConfigError("min_user_inter and keep_last must leave a training item for every user")
     options = {"min_user_inter": min_user_inter, "keep_last": keep_last,
                "num_pop_bins": num_pop_bins, "skip_bad": skip_bad}
-    check_dataset_name(dataset, out_dir)
+    check_dataset_name(dataset)
     target = Path(out_dir) / dataset
     row_counts: dict[str, Counter] = {}
     inter, cross_check = load_interactions(raw_files, skip_bad, row_counts)

@@ -17,6 +17,7 @@ from recbole.utils import ModelType
 from recbole_microlens.compat import PandasCompatDatasetMixin
 from recbole_microlens.data.history import UserSequences
 from recbole_microlens.data.prepare import ensure_atomic_files
+from recbole_microlens.errors import ConfigError
 
 # Leave-one-out: the validation target is 2nd from the end, the test target last.
 HOLDOUT_BY_PHASE = {"valid": 2, "test": 1}
@@ -45,7 +46,7 @@ class MicroLensDatasetMixin(PandasCompatDatasetMixin):
     def _check_leave_one_out(self):
         split = self.config["eval_args"]["split"]
         if list(split) != ["LS"] or split["LS"] != "valid_and_test":
-            raise ValueError(
+            raise ConfigError(
                 "recbole-microlens evaluates with the official leave-one-out protocol: set "
                 f"eval_args.split to {{LS: valid_and_test}} (got {split})"
             )
@@ -77,7 +78,7 @@ class MLSequentialDataset(MicroLensDatasetMixin, SequentialDataset):
         if mode == "auto":
             return "windows" if self.config["loss_type"] == "inbatch" else "prefixes"
         if mode not in ("windows", "prefixes"):
-            raise ValueError(f"train_rows must be auto, windows or prefixes, got {mode!r}")
+            raise ConfigError(f"train_rows must be auto, windows or prefixes, got {mode!r}")
         return mode
 
     def _select_train_rows(self, train):

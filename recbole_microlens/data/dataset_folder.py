@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from recbole_microlens.errors import DatasetError
-from recbole_microlens.io import read_json, sha256_file, write_json_atomic
+from recbole_microlens.io import is_temp_file, read_json, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,13 @@ BUILD_FOLDER = re.compile(r"^\.(?P<dataset>.+)\.partial-(?P<pid>\d+)-[0-9a-f]+$"
 RENAME_EXCHANGE = 2  # linux/fs.h
 
 
-def check_dataset_name(dataset: str, out_dir: str | os.PathLike = "the output root") -> None:
-    """A dataset name is one plain folder name: it can never lead outside ``out_dir``."""
+def check_dataset_name(dataset: str) -> None:
+    """A dataset name is one plain folder name: it can never lead outside the data root."""
     if (not isinstance(dataset, str) or not dataset.strip() or dataset in (".", "..")
             or dataset.startswith(".") or any(sep in dataset for sep in ("/", "\\", "\0"))):
-        raise DatasetError(f"dataset name {dataset!r} is not a plain folder name (no '/', '\\', "
-                           f"leading '.' or '..'): it would be written outside {out_dir}")
+        raise DatasetError(f"dataset name {dataset!r} is not a plain folder name: a dataset is "
+                           "one folder directly in the data root, named without '/' or '\\' "
+                           "and not starting with '.'")
 
 
 def meta_path(folder: Path, dataset: str) -> Path:
@@ -100,7 +101,7 @@ def require_complete(folder: str | os.PathLike, dataset: str) -> None:
 def building(out_dir: str | os.PathLike, dataset: str) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out_dir/dataset``; when the block succeeds it
     replaces the dataset folder (keeping what else that folder held), else it is removed."""
-    check_dataset_name(dataset, out_dir)
+    check_dataset_name(dataset)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / dataset
@@ -125,8 +126,11 @@ def _move_into_place(build: Path, target: Path, dataset: str) -> None:
 
 
 def _carry_over(old: Path, new: Path, dataset: str) -> None:
+    """What else ``old`` held (``raw/``, ``media/``, ...) moves to ``new``; outputs and the temp
+    files of killed writes stay behind (and go with ``old``)."""
     for entry in sorted(old.iterdir()):
-        if not is_output(entry.name, dataset) and not (new / entry.name).exists():
+        if (not is_output(entry.name, dataset) and not is_temp_file(entry.name)
+                and not (new / entry.name).exists()):
             os.rename(entry, new / entry.name)
 
 

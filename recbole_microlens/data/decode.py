@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from recbole_microlens.data.store_build import DecodedRow
+from recbole_microlens.errors import ConfigError
 
 GREY = 128
 INTERPOLATION = "BILINEAR"  # libswscale's bilinear filter widens when downscaling: no aliasing
@@ -84,7 +85,7 @@ SPEC_TYPES = {spec_type.kind: spec_type for spec_type in (FrameSpec, CoverSpec)}
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 
@@ -97,7 +98,7 @@ def select_frame_indices(n_total: int, num_frames: int = 5, interval: int = 1) -
     are clipped, which pads a short video by repeating its first and last frames.
     """
     if n_total < 1:
-        raise ValueError("a video needs at least one frame")
+        raise ConfigError("a video needs at least one frame")
     span = (num_frames - 1) * interval
     start = (n_total - 1 - span) // 2
     return [min(max(start + k * interval, 0), n_total - 1) for k in range(num_frames)]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from recbole_microlens.data.media import PAD_TOKEN
+from recbole_microlens.errors import ConfigError, InputError, MissingInputError
 
 
 def meta_path(path: Path) -> Path:
@@ -26,15 +27,18 @@ def load_item_features(path: str | os.PathLike, item_tokens: Sequence[str]) -> t
     ``item_tokens`` is RecBole's id -> token list, so row k of the result belongs to item id k.
     """
     path = Path(path)
+    if not path.is_file() or not meta_path(path).is_file():
+        raise MissingInputError(f"features_file {path}: no such feature matrix with its .json; "
+                                "`recbole-microlens extract-features` writes both")
     meta = json.loads(meta_path(path).read_text(encoding="utf-8"))
     if not meta["complete"]:
-        raise ValueError(f"{path} is unfinished; rerun `recbole-microlens extract-features` "
+        raise InputError(f"{path} is unfinished; rerun `recbole-microlens extract-features` "
                          "to resume it")
     row_of = {token: row for row, token in enumerate(meta["row_tokens"])}
     wanted = [str(token) for token in item_tokens]
     missing = [token for token in wanted if token != PAD_TOKEN and token not in row_of]
     if missing:
-        raise KeyError(f"{len(missing)} item tokens have no row in {path}: {missing[:5]}")
+        raise InputError(f"{len(missing)} item tokens have no row in {path}: {missing[:5]}")
     matrix = np.load(path, mmap_mode="r")
     features = np.zeros((len(wanted), matrix.shape[1]), dtype=np.float32)
     present = [k for k, token in enumerate(wanted) if token != PAD_TOKEN]
@@ -49,8 +53,8 @@ def dataset_item_features(config, dataset) -> torch.Tensor:
     ``features/minilm.npy`` names the default output of ``extract-features``.
     """
     if not config["features_file"]:
-        raise ValueError("this item tower needs features_file: run `recbole-microlens "
-                         "extract-features` and pass the .npy it writes")
+        raise ConfigError("this item tower needs features_file: run `recbole-microlens "
+                          "extract-features` and pass the .npy it writes")
     path = Path(config["features_file"])
     if not path.is_absolute() and not path.exists():
         path = Path(config["data_path"]) / path

@@ -17,6 +17,7 @@ import torch
 from recbole_microlens.data.decode import COVER_SUFFIX, VIDEO_SUFFIX
 from recbole_microlens.data.media import FrameSpec, MediaStore, build_cover_store, build_frame_store
 from recbole_microlens.data.text import TitleStore, prepare_titles, read_titles
+from recbole_microlens.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def resolve_tokenizer(checkpoint, tokenizer_path) -> str | None:
     folder = Path(checkpoint)
     if folder.is_dir() and any((folder / name).is_file() for name in TOKENIZER_FILES):
         return str(folder)
-    raise ValueError(
+    raise CheckpointError(
         f"text encoder checkpoint {checkpoint} has no tokenizer ({' or '.join(TOKENIZER_FILES)}"
         f"{'' if folder.is_dir() else ' beside a weights file'}): its embedding table needs the "
         "tokenizer it was trained with; give its folder as tokenizer_path (--tokenizer-path)")
@@ -235,6 +236,6 @@ def build_item_inputs(item_tokens: list[str], modality: str, input_spec,
     """Build (first use) or open the store of ``modality`` for ``item_tokens`` (RecBole's id ->
     token list: id 0 is padding) and index it by item id."""
     if modality not in OPENERS:
-        raise ValueError(f"item_modality {modality!r} is unknown; choose one of {sorted(OPENERS)}")
+        raise ConfigError(f"item_modality {modality!r} is unknown; choose one of {sorted(OPENERS)}")
     store, convert = OPENERS[modality](list(item_tokens), source, input_spec)
     return ItemInputs(store, list(item_tokens), convert)

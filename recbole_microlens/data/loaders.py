@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from recbole.data.dataloader import FullSortEvalDataLoader, TrainDataLoader
 from recbole.data.utils import create_samplers
+from recbole_microlens.errors import ConfigError
 
 
 class UserBatchedFullSortEvalDataLoader(FullSortEvalDataLoader):
@@ -25,8 +26,8 @@ def data_preparation(config, dataset):
     """Split ``dataset`` and build its loaders (RecBole's recipe, full ranking only)."""
     for phase in ("valid", "test"):
         if config["eval_args"]["mode"][phase] != "full":
-            raise ValueError(f"eval_args.mode.{phase} is {config['eval_args']['mode'][phase]!r}: "
-                             "the MicroLens protocol ranks every item ('full')")
+            raise ConfigError(f"eval_args.mode.{phase} is {config['eval_args']['mode'][phase]!r}: "
+                              "the MicroLens protocol ranks every item ('full')")
     built = dataset.build()
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     train_dataset, valid_dataset, test_dataset = built

@@ -26,6 +26,7 @@ from recbole_microlens.data.decode import (
 )
 from recbole_microlens.data.store import PAD_TOKEN, IndexedStore, read_item_tokens
 from recbole_microlens.data.store_build import CHECKPOINT_EVERY, StoreReport, build_row_store
+from recbole_microlens.errors import MissingInputError
 
 # What callers of the media stores use; decoding itself is in .decode, the generic store in .store.
 __all__ = ["CoverSpec", "FrameSpec", "MediaStore", "PAD_TOKEN", "StoreReport", "build_cover_store",
@@ -119,7 +120,7 @@ def prepare_media(
     """
     dataset_dir, raw_dir = Path(dataset_dir), Path(raw_dir)
     if not raw_dir.is_dir():
-        raise FileNotFoundError(f"raw folder {raw_dir} does not exist (expected videos/ and/or "
+        raise MissingInputError(f"raw folder {raw_dir} does not exist (expected videos/ and/or "
                                 f"covers/ in it; see --raw-dir)")
     tokens = read_item_tokens(dataset_dir)
     media_root = dataset_dir / "media"

@@ -12,6 +12,7 @@ from recbole_microlens.data.dataset_folder import (
     is_output,
     require_complete,
 )
+from recbole_microlens.errors import ConfigError, MissingInputError
 
 SAMPLE_DATASET = "microlens-sample"
 
@@ -30,7 +31,7 @@ def ensure_atomic_files(config) -> Path:
     """
     dataset = config["dataset"]
     dataset_dir = Path(config["data_path"])
-    check_dataset_name(dataset, dataset_dir.parent)
+    check_dataset_name(dataset)
     has_outputs = dataset_dir.is_dir() and any(is_output(path.name, dataset)
                                                for path in dataset_dir.iterdir())
     problem = dataset_problem(dataset_dir, dataset) if has_outputs else "absent"
@@ -47,7 +48,7 @@ def ensure_atomic_files(config) -> Path:
     if raw_dir is None and problem != "absent":
         require_complete(dataset_dir, dataset)  # raises, saying why and how to rebuild
     if raw_dir is None:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no atomic files for dataset {dataset!r}: expected {atomic_inter_file(dataset_dir, dataset)}. "
             f"Convert the raw MicroLens files with `recbole-microlens convert --raw-dir DIR "
             f"--dataset {dataset}`, or pass --raw_data_path=DIR to convert on first use."
@@ -72,5 +73,5 @@ def check_stored_warm(dataset_dir: Path, dataset: str, warm: int | None) -> None
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     stored = (meta.get("warm") or {}).get("min_item_inter", 0)
     if stored != warm:
-        raise ValueError(f"dataset {dataset!r} was converted with warm={stored}, not warm={warm}; "
-                         f"use a dataset name per warm level, e.g. {dataset}-warm{warm}")
+        raise ConfigError(f"dataset {dataset!r} was converted with warm={stored}, not warm={warm}; "
+                          f"use a dataset name per warm level, e.g. {dataset}-warm{warm}")

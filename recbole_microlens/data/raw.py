@@ -22,6 +22,7 @@ import numpy as np
 from recbole_microlens.data.raw_items import (
     read_comment_counts, read_likes_views, read_tags, read_title_en, read_titles_csv, read_users,
 )
+from recbole_microlens.errors import InputError
 from recbole_microlens.data.raw_lines import LineSource, PathLike, RawFormatError, parse_int, show
 
 __all__ = ["FILE_PATTERNS", "RawFiles", "RawFilesError", "RawFormatError", "RawInteractions",
@@ -48,7 +49,7 @@ FILE_PATTERNS = {
 DIRECTORY_FIELDS = ("covers", "videos")
 
 
-class RawFilesError(ValueError):
+class RawFilesError(InputError):
     """The raw directory lacks a required file or holds two candidates for one."""
 
 

@@ -14,6 +14,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from recbole_microlens.errors import InputError
+
 PathLike = str | os.PathLike
 CHUNK_BYTES = 1 << 23
 BOM = b"\xef\xbb\xbf"
@@ -23,7 +25,7 @@ Line = TypeVar("Line", bytes, str)
 Parsed = TypeVar("Parsed")
 
 
-class RawFormatError(ValueError):
+class RawFormatError(InputError):
     """A raw file does not follow its official format (message: ``file:line: problem``)."""
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from recbole_microlens.data import sample_text
 from recbole_microlens.data.sample_media import COVERS_DIR, VIDEOS_DIR, write_media
 from recbole_microlens.io import atomic_open, write_json_atomic
+from recbole_microlens.errors import ConfigError, ExistingOutputError
 
 PREFIX = "MicroLens-sample"
 PAIRS_TSV = f"{PREFIX}_pairs.tsv"
@@ -145,11 +146,11 @@ def read_sample_manifest(raw_dir: str | os.PathLike) -> dict | None:
 
 def _check_params(n_users: int, n_items: int, video_seconds: float) -> None:
     if n_users < 1:
-        raise ValueError(f"n_users must be >= 1, got {n_users}")
+        raise ConfigError(f"n_users must be >= 1, got {n_users}")
     if n_items < 2 * MAX_SESSION:
-        raise ValueError(f"n_items must be >= {2 * MAX_SESSION} so sessions need not repeat items")
+        raise ConfigError(f"n_items must be >= {2 * MAX_SESSION} so sessions need not repeat items")
     if video_seconds <= 0:
-        raise ValueError(f"video_seconds must be > 0, got {video_seconds}")
+        raise ConfigError(f"video_seconds must be > 0, got {video_seconds}")
 
 
 def _write_sample(out_dir: Path, params: dict) -> dict:
@@ -212,7 +213,7 @@ def _refuse_foreign_dir(raw_dir: Path) -> None:
     """Only an empty dir or one we generated may be replaced: a wrong path must not wipe data."""
     ours = (raw_dir / MARKER).exists() or (raw_dir / MANIFEST).exists()
     if not ours and any(raw_dir.iterdir()):
-        raise FileExistsError(f"{raw_dir} exists and is not a microlens-sample directory")
+        raise ExistingOutputError(f"{raw_dir} exists and is not a microlens-sample directory")
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:

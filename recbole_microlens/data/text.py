@@ -35,6 +35,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 
 from recbole_microlens.data.store import PAD_TOKEN, IndexedStore, read_item_tokens, store_lock
 from recbole_microlens.io import atomic_open, read_json, sha256_file, write_json_atomic
+from recbole_microlens.errors import DatasetError, MissingInputError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ def load_tokenizer(path: str | os.PathLike | None,
     Nothing is ever downloaded: random-init text encoders get a small tokenizer of their own.
     """
     if path is not None:
+        if not Path(path).is_dir():
+            raise MissingInputError(f"tokenizer {path}: no such folder (a local Hugging Face "
+                                    "tokenizer folder is expected)")
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if titles is None:
         raise ValueError("load_tokenizer(None) trains a tokenizer and needs the titles")
@@ -250,6 +254,6 @@ def _right_padded_lengths(mask: np.ndarray, path: Path) -> np.ndarray:
     expected = np.arange(mask.shape[1])[None, :] < lengths[:, None]
     bad = np.flatnonzero((mask.astype(bool) != expected).any(axis=1))
     if len(bad):
-        raise ValueError(f"{path}: row {int(bad[0])} (and {len(bad) - 1} more) has padding before a "
-                         f"real token; title stores are right-padded")
+        raise DatasetError(f"{path}: row {int(bad[0])} (and {len(bad) - 1} more) has padding before a "
+                           f"real token; title stores are right-padded")
     return lengths

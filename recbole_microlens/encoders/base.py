@@ -15,6 +15,7 @@ from torch import nn
 
 from recbole_microlens.encoders.checkpoints import CheckpointFormat
 from recbole_microlens.encoders.weights import WeightsSource
+from recbole_microlens.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class ItemEncoder(nn.Module):
         ``eval`` the trunk stays in eval mode (BatchNorm statistics, dropout) even when a parent
         calls ``.train()``; with ``train`` it follows the parent (its weights still fixed)."""
         if trunk_mode not in TRUNK_MODES:
-            raise ValueError(f"frozen_trunk_mode {trunk_mode!r} is unknown; choose one of {TRUNK_MODES}")
+            raise ConfigError(f"frozen_trunk_mode {trunk_mode!r} is unknown; choose one of {TRUNK_MODES}")
         self.trunk_mode = trunk_mode
         self._trainable_start = self._first_trainable_block(mode, top_blocks)
         if not self.pretrained and self._trainable_start > 0:
@@ -149,10 +150,10 @@ class ItemEncoder(nn.Module):
         if mode == "frozen":
             return self.num_blocks
         if mode != "top":
-            raise ValueError(f"fine-tuning mode {mode!r} is unknown; choose one of {FINETUNE_MODES}")
+            raise ConfigError(f"fine-tuning mode {mode!r} is unknown; choose one of {FINETUNE_MODES}")
         layers = [i for i in range(self.num_blocks - 1) if self._has_learnable(i)]
         if not 0 <= top_blocks <= len(layers):
-            raise ValueError(f"top_blocks must be 0..{len(layers)} for {self.name}, got {top_blocks}")
+            raise ConfigError(f"top_blocks must be 0..{len(layers)} for {self.name}, got {top_blocks}")
         return layers[-top_blocks] if top_blocks else self.num_blocks - 1  # 0: the head alone
 
     def _has_learnable(self, index: int) -> bool:

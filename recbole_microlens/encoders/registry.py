@@ -40,6 +40,7 @@ from recbole_microlens.encoders.weights import (
     resolve_weights,
     torchvision_weights,
 )
+from recbole_microlens.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -171,14 +172,14 @@ def register_encoder(spec: EncoderSpec) -> EncoderSpec:
 def list_encoders(modality: str | None = None) -> list[str]:
     """Registered names, in table order, optionally of one modality."""
     if modality is not None and modality not in MODALITIES:
-        raise ValueError(f"modality {modality!r} is unknown; choose one of {MODALITIES}")
+        raise ConfigError(f"modality {modality!r} is unknown; choose one of {MODALITIES}")
     return [name for name, spec in ENCODERS.items() if modality in (None, spec.modality)]
 
 
 def encoder_spec(name: str) -> EncoderSpec:
     """The registry row of ``name``; the one check that an encoder name is known."""
     if name not in ENCODERS:
-        raise ValueError(f"item_encoder {name!r} is unknown; choose one of {list(ENCODERS)}")
+        raise ConfigError(f"item_encoder {name!r} is unknown; choose one of {list(ENCODERS)}")
     return ENCODERS[name]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from recbole.utils import get_model as recbole_get_model
 
 from recbole_microlens.model import general_recommender, sequential_recommender
+from recbole_microlens.errors import ConfigError
 
 MODELS = {name: getattr(sequential_recommender, name) for name in sequential_recommender.__all__}
 MODELS.update({name: getattr(general_recommender, name) for name in general_recommender.__all__})
@@ -48,15 +49,15 @@ def get_model(name: str):
     if "." in name:
         return register_model(_import_class(name))
     if not _is_recbole_model(name):
-        raise ValueError(
+        raise ConfigError(
             f"unknown model {name!r}: not registered ({', '.join(sorted(MODELS))}) nor a RecBole "
             "model; register your class with recbole_microlens.model.register_model, or pass "
             "--model=package.module.ClassName")
     try:
         return recbole_get_model(name)
     except ImportError as error:  # a RecBole model whose optional library is missing
-        raise ValueError(f"RecBole model {name!r} needs a library that is not installed: "
-                         f"{error}") from error
+        raise ConfigError(f"RecBole model {name!r} needs a library that is not installed: "
+                          f"{error}") from error
 
 
 def _entry_point(name: str):
@@ -77,7 +78,7 @@ def _import_class(path: str):
     try:
         return _model_class(getattr(importlib.import_module(module_name), class_name), path)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"model {path!r} cannot be imported: {error}") from error
+        raise ConfigError(f"model {path!r} cannot be imported: {error}") from error
 
 
 def _model_class(found, where: str):

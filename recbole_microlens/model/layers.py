@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from recbole_microlens.encoders.text import trim_padding
 from recbole_microlens.model.options import choose
+from recbole_microlens.errors import ConfigError, InputError
 
 
 class ItemTable:
@@ -186,9 +187,9 @@ class FrozenFeatureItemTower(ItemTower):
     def __init__(self, n_items: int, dim: int, features: torch.Tensor, fusion: str = "sum"):
         super().__init__(n_items, dim)
         if fusion not in self.FUSIONS:
-            raise ValueError(f"fusion must be one of {self.FUSIONS}, got {fusion!r}")
+            raise ConfigError(f"fusion must be one of {self.FUSIONS}, got {fusion!r}")
         if features.shape[0] != n_items:
-            raise ValueError(f"{features.shape[0]} feature rows for {n_items} item ids")
+            raise InputError(f"{features.shape[0]} feature rows for {n_items} item ids")
         self.fusion = fusion
         self.embedding = nn.Embedding(n_items, dim, padding_idx=0)
         self.register_buffer("features", features.float(), persistent=False)
@@ -255,16 +256,16 @@ def _build_side_feature_tower(config, dataset, dim: int) -> SideFeatureItemTower
     """ID + side features (paper Table 11: +Pop, +Tag), averaged."""
     names = list(config["side_features"] or [])
     if not names:
-        raise ValueError("item_tower id+side needs side_features, e.g. [pop_bin, tags]")
+        raise ConfigError("item_tower id+side needs side_features, e.g. [pop_bin, tags]")
     loaded = set(dataset.get_item_feature().columns)
     missing = [name for name in names if name not in loaded]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"side features {missing} are not loaded: the .item file lacks them or load_col.item "
             f"does not list them (load_col: {{item: [item_id, {', '.join(names)}]}})")
     wrong = [name for name in names if dataset.field2type[name] not in SIDE_FEATURE_TYPES]
     if wrong:
-        raise ValueError(f"side features {wrong} are not token or token_seq columns")
+        raise ConfigError(f"side features {wrong} are not token or token_seq columns")
     features = {name: TokenBagEmbedding(item_token_matrix(dataset, name), dataset.num(name), dim)
                 for name in names}
     return SideFeatureItemTower(dataset.item_num, dim, features)

@@ -22,6 +22,7 @@ from recbole_microlens.report.tables import (
     RunSummary, by_dataset, choose_baseline, encoder_table, is_encoder_sweep, load_reference,
     load_summaries, over_seeds, popularity_table, results_table, side_feature_label,
 )
+from recbole_microlens.errors import InputError
 
 __all__ = ["RunSummary", "encoder_table", "load_reference", "load_summaries", "paper_marker_label",
            "plot_encoders", "plot_overall", "plot_popularity", "popularity_table",
@@ -45,7 +46,7 @@ def write_report(result_files, out_dir: str | os.PathLike, *, reference=None,
     broken_down = by_dataset([s for s in summaries if s.by_popularity])
     labels = [s.label for runs in broken_down.values() for s in runs]
     if baseline is not None and baseline not in labels:
-        raise ValueError(f"no run labelled {baseline!r} has a popularity breakdown: {labels}")
+        raise InputError(f"no run labelled {baseline!r} has a popularity breakdown: {labels}")
     for dataset, runs in broken_down.items():
         base = choose_baseline(runs, baseline)
         name = "popularity" if len(broken_down) == 1 else f"popularity-{dataset}"

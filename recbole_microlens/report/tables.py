@@ -2,7 +2,6 @@
 encoder sweep), with the paper's numbers beside ours when a reference file is given."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -13,6 +12,8 @@ from pathlib import Path
 import yaml
 from tabulate import tabulate
 
+from recbole_microlens.errors import InputError
+from recbole_microlens.io import read_input_json
 from recbole_microlens.paths import yaml_file
 
 METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")
@@ -146,12 +147,12 @@ def load_summaries(paths) -> list[RunSummary]:
     seeds), and runs that would share a name get the config keys that tell them apart."""
     summaries = []
     for path in result_paths(paths):
-        result = json.loads(path.read_text(encoding="utf-8"))
+        result = read_input_json(path, "result file")
         if not isinstance(result, dict) or not {"model", "dataset", "test"} <= set(result):
-            raise ValueError(f"{path} is not a result file (no model, dataset and test metrics)")
+            raise InputError(f"{path} is not a result file (no model, dataset and test metrics)")
         summaries.append(summarize(result, path))
     if not summaries:
-        raise ValueError("no result files to report on")
+        raise InputError("no result files to report on")
     return distinct_labels(average_seeds(summaries))
 
 
@@ -339,7 +340,7 @@ def popularity_table(summaries: list[RunSummary], baseline: RunSummary) -> str:
     """Per training-popularity group (1 = coldest): its items, their training interactions,
     its test users, each run's HR@10 and, Figure 6, each run's HR@10 over the baseline's."""
     if any(summary.by_popularity.keys() != baseline.by_popularity.keys() for summary in summaries):
-        raise ValueError(f"runs on {baseline.dataset} have different popularity_groups")
+        raise InputError(f"runs on {baseline.dataset} have different popularity_groups")
     others = [summary for summary in summaries if summary is not baseline]
     headers = ["Group", "Items", "Train interactions/item", "Test users"]
     headers += [f"{summary.label} HR@10" for summary in summaries]

@@ -15,6 +15,7 @@ from recbole_microlens.tune.space import (
 from recbole_microlens.tune.trial import (
     environ_restored, recbole_globals_contained, train_trial,
 )
+from recbole_microlens.errors import ConfigError, ExistingOutputError, MissingInputError
 
 # Keys whose relative paths must be resolved in the driver: trials run in their own folders.
 PATH_KEYS = ("raw_data_path", "encoder_checkpoint", "tokenizer_path")
@@ -65,7 +66,7 @@ def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
 
     both = sorted(set(overrides) & set(swept))
     if both:
-        raise ValueError(f"{both} are both swept and fixed; drop them from one of the two")
+        raise ConfigError(f"{both} are both swept and fixed; drop them from one of the two")
     files = [str(Path(path).resolve()) for path in config_files or []]
     fixed = model_settings(model, overrides)
     with recbole_globals_contained():
@@ -129,9 +130,9 @@ def _check_cluster_fits(cpus_per_trial: float, gpus_per_trial: float) -> None:
     available = ray.cluster_resources()
     for resource, wanted in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
         if wanted > available.get(resource, 0):
-            raise RuntimeError(f"each trial asks for {wanted} {resource} but the Ray cluster "
-                               f"has {available.get(resource, 0)}; "
-                               f"lower --{resource.lower()}s_per_trial")
+            raise ConfigError(f"each trial asks for {wanted} {resource} but the Ray cluster "
+                              f"has {available.get(resource, 0)}; "
+                              f"lower --{resource.lower()}s_per_trial")
 
 
 def _trainable(cpus_per_trial: float, gpus_per_trial: float):
@@ -146,8 +147,8 @@ def _new_tuner(experiment_dir: Path, trainable, space: dict, spec: TuneSpec,
     from ray.tune.schedulers import ASHAScheduler
 
     if experiment_dir.exists():
-        raise FileExistsError(f"{experiment_dir} exists: pass --resume to continue that sweep, "
-                              f"or choose another --tune_dir")
+        raise ExistingOutputError(f"{experiment_dir} exists: pass --resume to continue that sweep, "
+                                  f"or choose another --tune_dir")
     scheduler = None
     if asha_epochs is not None:
         # stop_last_trials=False: a trial reaching max_t still runs its final test evaluation.
@@ -192,6 +193,6 @@ def _restored_tuner(experiment_dir: Path, trainable):
     from ray import tune
 
     if not tune.Tuner.can_restore(experiment_dir):
-        raise FileNotFoundError(f"--resume: no Ray Tune experiment to resume in {experiment_dir}")
+        raise MissingInputError(f"--resume: no Ray Tune experiment to resume in {experiment_dir}")
     return tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_unfinished=True,
                               resume_errored=False, restart_errored=False)

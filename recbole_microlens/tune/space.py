@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from recbole_microlens.config_check import check_ranges
+from recbole_microlens.errors import ConfigError
 from recbole_microlens.paths import properties_dir, yaml_file
 
 # The selection metric: valid NDCG@10 of the trial's best epoch (so far, while it trains).
@@ -60,19 +62,20 @@ def load_tune_spec(tune_config: str | os.PathLike | dict, axes=()) -> TuneSpec:
         name, raw = path.stem, yaml.load(path.read_text(encoding="utf-8"), _TuneYamlLoader) or {}
     unknown = set(raw) - SPEC_KEYS
     if unknown:
-        raise ValueError(f"tune config {name}: unknown sections {sorted(unknown)}; "
-                         f"expected {sorted(SPEC_KEYS)}")
+        raise ConfigError(f"tune config {name}: unknown sections {sorted(unknown)}; "
+                          f"expected {sorted(SPEC_KEYS)}")
     space = dict(raw.get("search_space") or {})
     optional = raw.get("optional_space") or {}
     missing = [axis for axis in axes if axis not in optional]
     if missing:
-        raise ValueError(f"tune config {name}: no optional axes {missing}; "
-                         f"it has {sorted(optional)}")
+        raise ConfigError(f"tune config {name}: no optional axes {missing}; "
+                          f"it has {sorted(optional)}")
     space.update({axis: optional[axis] for axis in axes})
     if not space:
-        raise ValueError(f"tune config {name}: search_space is empty")
-    for key, value in space.items():
-        search_domain(key, value)  # validate every axis before anything starts
+        raise ConfigError(f"tune config {name}: search_space is empty")
+    for key, value in space.items():  # validate every axis before anything starts
+        search_domain(key, value)
+        check_axis_ranges(name, key, value)
     return TuneSpec(name, space, dict(raw.get("fixed") or {}), int(raw.get("num_samples", 1)),
                     dict(raw.get("asha") or {}))
 
@@ -96,9 +99,23 @@ def search_domain(key: str, value):
         return samplers["grid_search"](value)
     if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in samplers:
         form, args = next(iter(value.items()))
-        return samplers[form](args)
-    raise ValueError(f"search_space.{key}: expected a non-empty list (grid) or one of "
-                     f"{{{', '.join(samplers)}: ...}}, got {value!r}")
+        try:
+            return samplers[form](args)
+        except (TypeError, ValueError) as error:  # Ray's own checks of the bounds
+            raise ConfigError(f"search_space.{key}: {form} {args!r}: {error}") from None
+    raise ConfigError(f"search_space.{key}: expected a non-empty list (grid) or one of "
+                      f"{{{', '.join(samplers)}: ...}}, got {value!r}")
+
+
+def check_axis_ranges(name: str, key: str, value) -> None:
+    """Every value an axis can take (grid points, choices, sampler bounds) passes the command
+    line's range checks: a sweep of negative learning rates fails here, not in every trial."""
+    values = value if isinstance(value, list) else next(iter(value.values()))
+    for point in values if isinstance(values, (list, tuple)) else [values]:
+        try:
+            check_ranges({key: point})
+        except ConfigError as error:
+            raise ConfigError(f"tune config {name}: search_space.{key}: {error}") from None
 
 
 def param_space(spec: TuneSpec, setup: dict) -> dict:

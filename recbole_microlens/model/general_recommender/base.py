@@ -24,6 +24,7 @@ from recbole_microlens.model.sequential_recommender.base import (
     MLSequentialRecommender,
     log_training_popularity,
 )
+from recbole_microlens.errors import ConfigError
 
 UserPart = tuple[torch.Tensor, ...]
 ItemPart = tuple[torch.Tensor, ...]
@@ -134,8 +135,8 @@ class HistoryPairRecommender(MLSequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         if dataset.train_rows_mode() != "prefixes":
-            raise ValueError(f"{type(self).__name__} scores one target per row: "
-                             "set train_rows: prefixes")
+            raise ConfigError(f"{type(self).__name__} scores one target per row: "
+                              "set train_rows: prefixes")
         self.pair_chunk_elements = config["pair_chunk_elements"]
 
     def user_part(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> UserPart:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from recbole_microlens.errors import ConfigError
 
 
 class TrainingGraph(nn.Module):
@@ -100,6 +101,6 @@ def build_item_modalities(config, dataset, dim: int) -> nn.ModuleList:
     names = config["item_modalities"]
     unknown = sorted(set(names) - set(ITEM_MODALITIES))
     if not names or unknown:
-        raise ValueError(f"item_modalities must list some of {sorted(ITEM_MODALITIES)}, "
-                         f"got {names}")
+        raise ConfigError(f"item_modalities must list some of {sorted(ITEM_MODALITIES)}, "
+                          f"got {names}")
     return nn.ModuleList(ITEM_MODALITIES[name](config, dataset, dim) for name in names)

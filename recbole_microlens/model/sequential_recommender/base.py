@@ -15,6 +15,7 @@ from recbole.utils import InputType
 from recbole_microlens.model.layers import build_item_tower
 from recbole_microlens.model.loss import CANDIDATE_SETS, inbatch_logq_loss, window_targets
 from recbole_microlens.model.options import choose
+from recbole_microlens.errors import ConfigError
 
 LOSS_TYPES = ("inbatch", "CE")
 PADDING_SIDES = ("right", "left")
@@ -57,7 +58,7 @@ class MLSequentialRecommender(SequentialRecommender):
         super().__init__(config, dataset)
         self.loss_type = config["loss_type"]
         if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+            raise ConfigError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         self.item_dim = config[self.item_dim_key]
         self.padding_side = choose(config, "padding_side", PADDING_SIDES, default="right")
         self.weight_init = choose(config, "weight_init", WEIGHT_INITS, default="normal")
