@@ -2,6 +2,7 @@
 encoder sweep), with the paper's numbers beside ours when a reference file is given."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
