@@ -3,7 +3,7 @@
     python benchmarks/bare_minilm_layer.py --tokens 56206 --items 2086 --repeats 5
 
 A check on ``text_topk_profile.py --json`` that shares none of its code: transformers' own
-``BertLayer`` built from MiniLM's config (384 wide, 1536 FFN, 12 heads), in train mode (dropout
+``BertLayer``, MiniLM's last (384 wide, 1536 FFN, 12 heads, its real weights), in train mode (dropout
 on, torch's fused attention as the project's default), over ``--items`` rows holding ``--tokens`` tokens in all, with an all-ones attention mask;
 prints the median seconds of ``--repeats`` forward + backward passes after a warm-up.
 """
@@ -15,27 +15,30 @@ import statistics
 import time
 
 import torch
-from transformers import BertConfig
+from transformers import BertConfig, BertModel
 from transformers.models.bert.modeling_bert import BertLayer
 
 
-def minilm_config() -> BertConfig:
-    """MiniLM's shape from its shipped config when the weights package is installed."""
+def minilm_last_layer(attention: str) -> BertLayer:
+    """MiniLM's last layer with its real weights (the values matter on a CPU: tiny ones can be
+    slow) when the weights package is installed, else a random layer of its shape."""
     try:
         from recbole_microlens.data.text import minilm_folder
 
         folder = minilm_folder()
     except ImportError:
         folder = None
-    if folder is not None:
-        return BertConfig.from_pretrained(folder)
-    return BertConfig(hidden_size=384, intermediate_size=1536, num_attention_heads=12)
+    if folder is None:
+        config = BertConfig(hidden_size=384, intermediate_size=1536, num_attention_heads=12)
+        config._attn_implementation = attention  # how transformers picks the attention kernel
+        return BertLayer(config)
+    model = BertModel.from_pretrained(folder, add_pooling_layer=False,
+                                      attn_implementation=attention)
+    return model.encoder.layer[-1]
 
 
 def time_layer(tokens: int, items: int, repeats: int, attention: str) -> list[float]:
-    config = minilm_config()
-    config._attn_implementation = attention  # how transformers picks the attention kernel
-    layer = BertLayer(config).train()
+    layer = minilm_last_layer(attention).train()
     width = -(-tokens // items)
     hidden = torch.randn(items, width, layer.output.dense.out_features)
     additive_mask = torch.zeros(items, 1, 1, width)  # every token attends to every token
