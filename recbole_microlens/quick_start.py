@@ -25,6 +25,7 @@ from recbole_microlens.results import (
     peak_rss_mb,
     write_result_file,
 )
+from recbole_microlens.errors import ConfigError
 from recbole_microlens.processes import require_main_guard
 from recbole_microlens.resume import (
     TrainingInterrupted,
@@ -190,8 +191,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, *, nproc=1, ip=
         return run_recbole_ml(model, dataset, config_file_list, config_dict, saved=saved,
                               resume=resume)
     if resume:
-        raise ValueError("--resume continues a single-process run; it cannot be used with "
-                         f"--nproc={nproc}")
+        raise ConfigError("--resume continues a single-process run; it cannot be used with "
+                          f"--nproc={nproc}")
     require_main_guard()
     context = torch.multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()

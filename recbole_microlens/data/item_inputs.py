@@ -17,7 +17,7 @@ import torch
 from recbole_microlens.data.decode import COVER_SUFFIX, VIDEO_SUFFIX
 from recbole_microlens.data.media import FrameSpec, MediaStore, build_cover_store, build_frame_store
 from recbole_microlens.data.text import TitleStore, prepare_titles, read_titles
-from recbole_microlens.errors import CheckpointError, ConfigError
+from recbole_microlens.errors import CheckpointError, ConfigError, DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def require_content(item_tokens: list[str], modality: str, source: ItemSource, *
     if allowed or missing <= MAX_MISSING_CONTENT * total:
         logger.warning("%s%s", message, " (allow_missing_content: true)" if allowed else "")
         return
-    raise ValueError(f"{message}: the encoder would learn from fallbacks, not items. Point "
+    raise DatasetError(f"{message}: the encoder would learn from fallbacks, not items. Point "
                      f"raw_data_path at a release with the media, choose a modality the data has "
                      f"(e.g. item_modality: text), or set allow_missing_content: true")
 

@@ -211,7 +211,7 @@ def _head_overrides(spec: EncoderSpec, head: str) -> dict:
     """The builder override of ``encoder_head``: ``logits`` where the row can keep its
     classifier; elsewhere the features (as the reference code reads R3D-18 and VideoMAE)."""
     if head not in HEADS:
-        raise ValueError(f"encoder_head {head!r} is unknown; choose one of {HEADS}")
+        raise ConfigError(f"encoder_head {head!r} is unknown; choose one of {HEADS}")
     if head == "logits" and not spec.logits_head:
         logger.info("%s: no classifier head kept here; its features feed the projection", spec.name)
     return {"head": "logits"} if head == "logits" and spec.logits_head else {}

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from recbole_microlens.encoders.checkpoints import HF_WEIGHT_FILES
-from recbole_microlens.errors import CheckpointError
+from recbole_microlens.errors import CheckpointError, MissingInputError
 from recbole_microlens.io import atomic_open, sha256_file
 
 PRETRAINED, RANDOM = "pretrained", "random"
@@ -301,7 +301,7 @@ def import_file(source: WeightsSource, folder: Path) -> Path:
     """Copy ``folder/<file name>`` (downloaded elsewhere) into the cache, hash checked."""
     found = sorted(Path(folder).rglob(source.file_name))
     if not found:
-        raise FileNotFoundError(f"{folder} holds no {source.file_name} ({source.location})")
+        raise MissingInputError(f"{folder} holds no {source.file_name} ({source.location})")
     target = source.cache_path()
     with atomic_open(target, "wb") as handle, open(found[0], "rb") as original:
         shutil.copyfileobj(original, handle)
@@ -319,7 +319,7 @@ def import_hub_snapshot(source: WeightsSource, folder: Path) -> Path:
     name = source.cache_path().name
     found = sorted(Path(folder).rglob(name))
     if not found:
-        raise FileNotFoundError(f"{folder} holds no {name} (the hub cache folder of "
+        raise MissingInputError(f"{folder} holds no {name} (the hub cache folder of "
                                 f"{source.location}, from a machine where it was fetched)")
     target = source.cache_path()
     shutil.copytree(found[0], target, symlinks=True, dirs_exist_ok=True)
@@ -333,6 +333,6 @@ def fill_cache(encoder: str, source: WeightsSource | None, from_dir: Path | None
         raise CheckpointError(f"encoder {encoder} has no upstream weights in the registry")
     if from_dir is not None and not is_cached(source):
         if not Path(from_dir).is_dir():
-            raise FileNotFoundError(f"--from {from_dir}: no such folder")
+            raise MissingInputError(f"--from {from_dir}: no such folder")
         (import_file if source.downloads_a_file else import_hub_snapshot)(source, Path(from_dir))
     return fetch(source, encoder)
