@@ -16,8 +16,8 @@ the same functions the benchmark scripts call. The paper's markers come from
   unrounded values, says 9.33); bars are exact to the table's precision;
 * the Warm-20 and Warm-50 popularity figures of section 7 (``studies_50k/popularity-
   microlens-50k-warm{20,50}.png``) have no per-group table in BENCHMARKS.md, so they cannot be
-  redrawn from published numbers and are left as drawn; rerun ``benchmarks/studies_50k.py`` to
-  redraw them from fresh result files.
+  redrawn from published numbers and were removed; rerun ``benchmarks/studies_50k.py`` to draw
+  them from fresh result files.
 
 All runs are single-seed (no error bars).
 """
