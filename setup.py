@@ -50,5 +50,5 @@ setup(
         "hyperopt": HYPEROPT,
         "test": ["pytest>=8", "packaging"] + MINILM + HYPEROPT,
     },
-    entry_points={"console_scripts": ["recbole-microlens=recbole_microlens.cli:main"]},
+    entry_points={"console_scripts": ["recbole-microlens=recbole_microlens.cli.commands:main"]},
 )

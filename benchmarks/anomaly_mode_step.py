@@ -26,11 +26,11 @@ from train_microlens50k import OUT, convert_once  # noqa: E402
 
 
 def build(dataset: str, dim: int, batch_size: int, **overrides):
-    from recbole_microlens.config import MLConfig
-    from recbole_microlens.data.dataset import create_dataset
-    from recbole_microlens.data.loaders import data_preparation
+    from recbole_microlens.config.configurator import MLConfig
+    from recbole_microlens.data.recbole.dataset import create_dataset
+    from recbole_microlens.data.recbole.loaders import data_preparation
     from recbole_microlens.model import get_model
-    from recbole_microlens.trainer import MLTrainer
+    from recbole_microlens.trainer.trainer import MLTrainer
 
     config = MLConfig("SASRec", dataset, None, {
         "data_path": str(OUT / "atomic_files"), "checkpoint_dir": str(OUT / "saved"),

@@ -23,7 +23,7 @@ def minilm_last_layer(attention: str) -> BertLayer:
     """MiniLM's last layer with its real weights (the values matter on a CPU: tiny ones can be
     slow) when the weights package is installed, else a random layer of its shape."""
     try:
-        from recbole_microlens.data.text import minilm_folder
+        from recbole_microlens.data.stores.titles import minilm_folder
 
         folder = minilm_folder()
     except ImportError:

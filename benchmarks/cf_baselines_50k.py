@@ -129,9 +129,9 @@ def prepare_dataset(dataset: str, raw_dir: Path) -> None:
     """Convert the raw release once; the embedded sample is generated on first use instead."""
     if dataset == SAMPLE:
         return
-    from recbole_microlens.data.convert import convert_dataset
-    from recbole_microlens.data.dataset_folder import dataset_problem
-    from recbole_microlens.data.raw import detect_raw_files
+    from recbole_microlens.data.raw.convert import convert_dataset
+    from recbole_microlens.data.stores.atomic import dataset_problem
+    from recbole_microlens.data.raw.readers import detect_raw_files
 
     if dataset_problem(OUT / "atomic_files" / dataset, dataset) is not None:  # absent or incomplete
         convert_dataset(detect_raw_files(raw_dir), dataset, OUT / "atomic_files")
@@ -141,7 +141,7 @@ def run_model(model: str, settings: dict, result_file: Path) -> None:
     """Train one row; its run id is its result file's name, so a row stopped for any reason
     (a kill, the end of a session) continues from its last epoch when run again."""
     from recbole_microlens.quick_start import run_recbole_ml
-    from recbole_microlens.resume import state_file_for
+    from recbole_microlens.trainer.resume import state_file_for
 
     settings = {**settings, "result_file": str(result_file), "run_id": result_file.stem}
     checkpoint_dir = ROOT / settings.get("checkpoint_dir", "saved")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recbole_microlens.cli import statistics_table  # noqa: E402
-from recbole_microlens.data.convert import convert_dataset  # noqa: E402
-from recbole_microlens.data.raw import detect_raw_files  # noqa: E402
+from recbole_microlens.cli.commands import statistics_table  # noqa: E402
+from recbole_microlens.data.raw.convert import convert_dataset  # noqa: E402
+from recbole_microlens.data.raw.readers import detect_raw_files  # noqa: E402
 
 # Official MicroLens-50k numbers, and what the protocol (min 5, last 13, leave-one-out) must leave.
 EXPECTED = {

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a source checkout
 
-from recbole_microlens.data.media import FrameSpec, build_frame_store  # noqa: E402
+from recbole_microlens.data.stores.media import FrameSpec, build_frame_store  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "frame_store"
 WIDTH, HEIGHT = 1280, 720

@@ -42,16 +42,16 @@ sys.path.insert(0, str(HERE))
 from tabulate import tabulate  # noqa: E402
 from videorec_efficiency import passes_per_epoch  # noqa: E402
 
-from recbole_microlens.config import MLConfig  # noqa: E402
-from recbole_microlens.data.dataset import create_dataset  # noqa: E402
-from recbole_microlens.data.item_inputs import ItemInputs, clips_to_tensor  # noqa: E402
-from recbole_microlens.data.loaders import data_preparation  # noqa: E402
+from recbole_microlens.config.configurator import MLConfig  # noqa: E402
+from recbole_microlens.data.recbole.dataset import create_dataset  # noqa: E402
+from recbole_microlens.data.stores.item_inputs import ItemInputs, clips_to_tensor  # noqa: E402
+from recbole_microlens.data.recbole.loaders import data_preparation  # noqa: E402
 from recbole_microlens.encoders import ENCODERS, build_encoder  # noqa: E402
 from recbole_microlens.model import get_model  # noqa: E402
 from recbole_microlens.model.layers import EncoderItemTower  # noqa: E402
 from recbole_microlens.precision import bf16_safe_kernels  # noqa: E402
-from recbole_microlens.results import peak_rss_mb  # noqa: E402
-from recbole_microlens.trainer import MLTrainer  # noqa: E402
+from recbole_microlens.evaluator.results import peak_rss_mb  # noqa: E402
+from recbole_microlens.trainer.trainer import MLTrainer  # noqa: E402
 
 OUT = HERE / "out"
 PATHS = {"naive": (False, False), "unique": (True, False), "unique + trunk cache": (True, True)}
@@ -202,7 +202,7 @@ def run_tests(budget_s: int) -> dict:
 
 
 def tiny_sample(work: Path) -> Path:
-    from recbole_microlens.data.sample import generate_sample_raw
+    from recbole_microlens.data.sample.generate import generate_sample_raw
 
     raw = work / "raw"
     if not raw.is_dir():

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recbole_microlens.evaluation import check_finite, target_ranks, top_items  # noqa: E402
+from recbole_microlens.evaluator.ranking import check_finite, target_ranks, top_items  # noqa: E402
 
 
 def whole_batch_pass(scores, target_rows, target_items, k):

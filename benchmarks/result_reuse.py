@@ -19,8 +19,8 @@ NOT_TRAINING = {"data_path", "checkpoint_dir", "result_file", "device", "gpu_id"
 
 def resolved_config(model: str, dataset: str, config_files, settings: dict) -> dict:
     """The config a run would resolve to now, as the plain JSON its result file stores."""
-    from recbole_microlens.config import MLConfig
-    from recbole_microlens.results import jsonable_config
+    from recbole_microlens.config.configurator import MLConfig
+    from recbole_microlens.evaluator.results import jsonable_config
 
     config = MLConfig(model, dataset, list(config_files or []) or None, dict(settings))
     return json.loads(json.dumps(jsonable_config(config)))

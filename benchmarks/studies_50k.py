@@ -47,8 +47,8 @@ def shared_settings(args, data_root: Path, raw_dir: Path) -> dict:
 
 def side_feature_sets(raw_dir: Path) -> list[tuple[str, ...]]:
     """Table 11's feature sets that this release can feed (tags need tags_to_summary.csv)."""
-    from recbole_microlens.data.raw import detect_raw_files
-    from recbole_microlens.studies import SIDE_FEATURE_SETS
+    from recbole_microlens.data.raw.readers import detect_raw_files
+    from recbole_microlens.studies.recipes import SIDE_FEATURE_SETS
 
     has_tags = "tags" in detect_raw_files(raw_dir).present()
     return [features for features in SIDE_FEATURE_SETS if has_tags or "tags" not in features]
@@ -56,7 +56,7 @@ def side_feature_sets(raw_dir: Path) -> list[tuple[str, ...]]:
 
 def run(args, data_root: Path, raw_dir: Path, dataset: str, plots: Path) -> dict:
     from recbole_microlens.report import write_report
-    from recbole_microlens.studies import run_study, side_feature_runs, warm_runs
+    from recbole_microlens.studies.recipes import run_study, side_feature_runs, warm_runs
 
     runs = warm_runs("SASRec", dataset, [0, *args.warm])
     runs += side_feature_runs(dataset, side_feature_sets(raw_dir))
@@ -80,7 +80,7 @@ def main():
     if not args.smoke:
         files = run(args, OUT, args.raw_dir, DATASET, PLOTS)
     else:
-        from recbole_microlens.data.sample import generate_sample_raw
+        from recbole_microlens.data.sample.generate import generate_sample_raw
 
         vars(args).update({k: v for k, v in SMOKE.items() if k != "dataset"})
         with tempfile.TemporaryDirectory(prefix="studies-smoke-") as folder:

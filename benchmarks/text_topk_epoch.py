@@ -47,7 +47,7 @@ def run(cmd: list[str]) -> dict:
 
 
 def main():
-    from recbole_microlens.data.text import minilm_folder
+    from recbole_microlens.data.stores.titles import minilm_folder
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")

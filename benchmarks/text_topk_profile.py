@@ -36,15 +36,15 @@ sys.path.insert(0, str(HERE))
 from tabulate import tabulate  # noqa: E402
 from train_microlens50k import DATASET, OUT, convert_once  # noqa: E402
 
-from recbole_microlens.config import MLConfig  # noqa: E402
-from recbole_microlens.data.dataset import create_dataset  # noqa: E402
-from recbole_microlens.data.loaders import data_preparation  # noqa: E402
-from recbole_microlens.data.text import minilm_folder  # noqa: E402
+from recbole_microlens.config.configurator import MLConfig  # noqa: E402
+from recbole_microlens.data.recbole.dataset import create_dataset  # noqa: E402
+from recbole_microlens.data.recbole.loaders import data_preparation  # noqa: E402
+from recbole_microlens.data.stores.titles import minilm_folder  # noqa: E402
 from recbole_microlens.io import write_json_atomic  # noqa: E402
 from recbole_microlens.model import get_model  # noqa: E402
 from recbole_microlens.precision import bf16_safe_kernels  # noqa: E402
-from recbole_microlens.results import peak_rss_mb  # noqa: E402
-from recbole_microlens.trainer import MLTrainer  # noqa: E402
+from recbole_microlens.evaluator.results import peak_rss_mb  # noqa: E402
+from recbole_microlens.trainer.trainer import MLTrainer  # noqa: E402
 
 # name -> (length_grouping, bf16): the plain path first
 # --variants name -> (label, length_grouping, bf16); bf16 is slow on CPUs without bf16 units

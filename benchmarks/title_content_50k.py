@@ -57,7 +57,7 @@ ROWS = {
 
 def text_tower(title_tokens: int, encoder_lr: float) -> dict:
     """The title tower's settings shared by the text rows."""
-    from recbole_microlens.data.text import minilm_folder
+    from recbole_microlens.data.stores.titles import minilm_folder
 
     folder = minilm_folder()
     if folder is None:

@@ -40,7 +40,7 @@ PLOTS = ROOT / "benchmarks" / "plots" / "title_features_50k"
 
 def extract_title_features(dataset: str) -> None:
     """The documented command, run as a user would (progress bar on the terminal)."""
-    from recbole_microlens.data.text import minilm_folder
+    from recbole_microlens.data.stores.titles import minilm_folder
 
     checkpoint = minilm_folder()
     if checkpoint is None:

@@ -26,7 +26,7 @@ from train_microlens50k import DATASET, METRICS, OUT, convert_once, in_subproces
 
 
 def text_settings(args, finetune: str) -> dict:
-    from recbole_microlens.data.text import minilm_folder
+    from recbole_microlens.data.stores.titles import minilm_folder
 
     folder = minilm_folder()
     if folder is None:
@@ -39,11 +39,11 @@ def text_settings(args, finetune: str) -> dict:
 
 def time_topk_steps(args, settings: dict) -> dict:
     """Seconds per training step of top-1 fine-tuning, on the first `--topk-steps` batches."""
-    from recbole_microlens.config import MLConfig
-    from recbole_microlens.data.dataset import create_dataset
-    from recbole_microlens.data.loaders import data_preparation
+    from recbole_microlens.config.configurator import MLConfig
+    from recbole_microlens.data.recbole.dataset import create_dataset
+    from recbole_microlens.data.recbole.loaders import data_preparation
     from recbole_microlens.model import get_model
-    from recbole_microlens.trainer import MLTrainer
+    from recbole_microlens.trainer.trainer import MLTrainer
 
     config = MLConfig("SASRec", DATASET, config_dict=settings)
     train, _, _ = data_preparation(config, create_dataset(config))

@@ -47,9 +47,9 @@ def shared_settings(args) -> dict:
 
 
 def convert_once(raw_dir: Path) -> dict:
-    from recbole_microlens.data.convert import convert_dataset
-    from recbole_microlens.data.dataset_folder import dataset_problem
-    from recbole_microlens.data.raw import detect_raw_files
+    from recbole_microlens.data.raw.convert import convert_dataset
+    from recbole_microlens.data.stores.atomic import dataset_problem
+    from recbole_microlens.data.raw.readers import detect_raw_files
 
     meta_file = OUT / "atomic_files" / DATASET / f"{DATASET}.meta.json"
     if dataset_problem(meta_file.parent, DATASET) is not None:  # absent, or incomplete
@@ -72,7 +72,7 @@ def run_stock_sasrec(settings: dict, result_file: Path) -> None:
     from recbole.utils import init_seed
 
     from recbole_microlens import compat
-    from recbole_microlens.results import peak_rss_mb
+    from recbole_microlens.evaluator.results import peak_rss_mb
 
     config = Config("SASRec", DATASET, config_dict={
         **settings,

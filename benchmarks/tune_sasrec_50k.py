@@ -26,8 +26,8 @@ FULL_DATASET = "microlens-50k"
 
 
 def convert_once(raw_dir: Path) -> None:
-    from recbole_microlens.data.convert import convert_dataset
-    from recbole_microlens.data.raw import detect_raw_files
+    from recbole_microlens.data.raw.convert import convert_dataset
+    from recbole_microlens.data.raw.readers import detect_raw_files
 
     if not (DATA / FULL_DATASET / f"{FULL_DATASET}.meta.json").is_file():
         convert_dataset(detect_raw_files(raw_dir), FULL_DATASET, DATA)

@@ -32,14 +32,14 @@ sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
 
 from tabulate import tabulate  # noqa: E402
 
-from recbole_microlens.config import MLConfig  # noqa: E402
-from recbole_microlens.data.dataset import create_dataset  # noqa: E402
-from recbole_microlens.data.item_inputs import ItemInputs, clips_to_tensor  # noqa: E402
-from recbole_microlens.data.loaders import data_preparation  # noqa: E402
+from recbole_microlens.config.configurator import MLConfig  # noqa: E402
+from recbole_microlens.data.recbole.dataset import create_dataset  # noqa: E402
+from recbole_microlens.data.stores.item_inputs import ItemInputs, clips_to_tensor  # noqa: E402
+from recbole_microlens.data.recbole.loaders import data_preparation  # noqa: E402
 from recbole_microlens.encoders import ENCODERS, build_encoder  # noqa: E402
 from recbole_microlens.model import get_model  # noqa: E402
 from recbole_microlens.model.layers import EncoderItemTower  # noqa: E402
-from recbole_microlens.trainer import MLTrainer  # noqa: E402
+from recbole_microlens.trainer.trainer import MLTrainer  # noqa: E402
 
 OUT = HERE / "out"
 DATASET = "microlens-50k"

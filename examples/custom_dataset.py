@@ -7,8 +7,8 @@ import random
 import sys
 from pathlib import Path
 
-from recbole_microlens.config import register_dataset
-from recbole_microlens.data.dataset_folder import seal
+from recbole_microlens.config.configurator import register_dataset
+from recbole_microlens.data.stores.atomic import seal
 
 NAME = "toy-clicks"
 

@@ -1,6 +1,6 @@
 """``python -m recbole_microlens …`` is the ``recbole-microlens`` command."""
 import sys
 
-from recbole_microlens.cli import main
+from recbole_microlens.cli.commands import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """RecBole 1.2.1 on today's numpy / pandas / torch / ray: every fix in one place, each tested.
 
 Nothing here edits RecBole's files. Fixes are applied by ``apply()`` (idempotent), which
-``recbole_microlens.config`` calls before RecBole builds anything.
+``recbole_microlens.config.configurator`` calls before RecBole builds anything.
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recbole_microlens.config import MLConfig
-from recbole_microlens.data.dataset_folder import seal
+from recbole_microlens.config.configurator import MLConfig
+from recbole_microlens.data.stores.atomic import seal
 
 
 def write_inter_file(root: Path, dataset: str, sequences: dict) -> Path:
@@ -119,7 +119,7 @@ def tiny_bert_folder(folder: Path, titles) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-    from recbole_microlens.data.text import train_wordpiece
+    from recbole_microlens.data.stores.titles import train_wordpiece
     from recbole_microlens.encoders.text import BERT_TINY
 
     tokenizer = train_wordpiece(titles, vocab_size=200)

@@ -4,14 +4,14 @@ from tests.helpers import run_isolated
 
 HEAVY = ("torch", "transformers", "pytorchvideo", "ray", "recbole")
 
-# In one fresh interpreter: what ``import recbole_microlens.cli`` loaded, then what each --help
+# In one fresh interpreter: what ``import recbole_microlens.cli.commands`` loaded, then what each --help
 # had loaded by its end (cumulative, so the first command that imports a module shows it).
 PROBE = """
 import contextlib, io, json, sys
 HEAVY = %r
 loaded = {}
-import recbole_microlens.cli as cli
-loaded["import recbole_microlens.cli"] = sorted(m for m in HEAVY if m in sys.modules)
+import recbole_microlens.cli.commands as cli
+loaded["import recbole_microlens.cli.commands"] = sorted(m for m in HEAVY if m in sys.modules)
 commands = list(cli.build_parser()._subparsers._group_actions[0].choices)
 for argv in [["--help"]] + [[command, "--help"] for command in commands]:
     try:
@@ -26,6 +26,6 @@ print(json.dumps(loaded))
 
 def test_the_cli_and_every_help_import_none_of_the_ml_stack():
     loaded = run_isolated(PROBE)
-    assert {"import recbole_microlens.cli", "--help", "recommend --help",
+    assert {"import recbole_microlens.cli.commands", "--help", "recommend --help",
             "export-embeddings --help", "tune --help"} <= set(loaded)
     assert {step: modules for step, modules in loaded.items() if modules} == {}

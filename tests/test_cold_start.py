@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from recbole_microlens.checkpoint import load_data_and_model
-from recbole_microlens.cli import main
-from recbole_microlens.data.dataset_folder import seal
-from recbole_microlens.data.decode import FrameSpec, decode_clip
+from recbole_microlens.quick_start import load_data_and_model
+from recbole_microlens.cli.commands import main
+from recbole_microlens.data.stores.atomic import seal
+from recbole_microlens.data.stores.decode import FrameSpec, decode_clip
 from recbole_microlens.data.prepare import ensure_atomic_files
-from recbole_microlens.inference import InferenceError, embed_new_items, item_vectors, recommend
+from recbole_microlens.serve.inference import InferenceError, embed_new_items, item_vectors, recommend
 from recbole_microlens.quick_start import run_recbole_ml
 
 SAMPLE, HELD_OUT_DATASET = "microlens-sample", "sample-heldout"

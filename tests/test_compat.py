@@ -163,7 +163,7 @@ def test_stock_run_recbole_passes_its_test_step_with_the_one_line_opt_in(tmp_pat
     import subprocess
     import sys
 
-    from recbole_microlens.checkpoint_io import load_torch_file
+    from recbole_microlens.io import load_torch_file
     from recbole_microlens.data.prepare import ensure_atomic_files
     from recbole_microlens.errors import CheckpointError
 

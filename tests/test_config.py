@@ -37,7 +37,7 @@ def test_our_yaml_layers_over_recboles(root):
 def test_config_dict_and_files_override_yaml(root, tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text("learning_rate: 0.003\nloss_type: CE\n")
-    from recbole_microlens.config import MLConfig
+    from recbole_microlens.config.configurator import MLConfig
 
     config = MLConfig("SASRec", "tiny", [str(extra)], {"data_path": str(root), "loss_type": "inbatch"})
     assert config["learning_rate"] == 0.003  # file beats yaml

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbole_microlens.cli import main
-from recbole_microlens.data.convert import convert_dataset, popularity_bins
-from recbole_microlens.data.raw import RawFormatError, detect_raw_files
+from recbole_microlens.cli.commands import main
+from recbole_microlens.data.raw.convert import convert_dataset, popularity_bins
+from recbole_microlens.data.raw.readers import RawFormatError, detect_raw_files
 from recbole_microlens.io import sha256_file
 
 # user 1 has 4 interactions (dropped), user 2 has 5 (all kept), user 3 has 15 (last 13 kept).

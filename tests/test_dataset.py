@@ -4,9 +4,9 @@ import pytest
 import torch
 from recbole.data.dataset import SequentialDataset
 
-from recbole_microlens.data.dataset import MLSequentialDataset, create_dataset
-from recbole_microlens.data.loaders import data_preparation
-from recbole_microlens.data.history import UserSequences
+from recbole_microlens.data.recbole.dataset import MLSequentialDataset, create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
+from recbole_microlens.data.recbole.history import UserSequences
 from recbole_microlens.model.loss import window_targets
 from tests.helpers import make_config, write_inter_file
 

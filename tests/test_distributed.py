@@ -4,10 +4,10 @@ import socket
 import pytest
 import torch
 
-from recbole_microlens.config import MLConfig
+from recbole_microlens.config.configurator import MLConfig
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.quick_start import run
-from recbole_microlens.trainer import MLTrainer
+from recbole_microlens.trainer.trainer import MLTrainer
 
 
 def free_port() -> int:
@@ -39,10 +39,10 @@ def test_two_processes_train_and_report(ddp_result):
 def test_gathered_ranking_equals_single_process_ranking(ddp_result):
     """Re-evaluating rank 0's checkpoint in one process gives the DDP (gathered) test metrics."""
     root, options, result = ddp_result
-    from recbole_microlens.data.loaders import data_preparation
+    from recbole_microlens.data.recbole.loaders import data_preparation
 
-    from recbole_microlens.config import MLConfig
-    from recbole_microlens.data.dataset import create_dataset
+    from recbole_microlens.config.configurator import MLConfig
+    from recbole_microlens.data.recbole.dataset import create_dataset
     from recbole_microlens.model import get_model
 
     config = MLConfig("SASRec", "microlens-sample", config_dict=options)
@@ -58,8 +58,8 @@ def _train_rank(rank: int, options: dict, port: int, out_dir) -> None:
     weights): train, then save the rank's initial and final parameters."""
     from recbole.utils import init_seed
 
-    from recbole_microlens.data.dataset import create_dataset
-    from recbole_microlens.data.loaders import data_preparation
+    from recbole_microlens.data.recbole.dataset import create_dataset
+    from recbole_microlens.data.recbole.loaders import data_preparation
     from recbole_microlens.model import get_model
 
     config = MLConfig("SASRec", "microlens-sample", None, {

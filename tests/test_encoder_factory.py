@@ -8,14 +8,14 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.item_inputs import resolve_tokenizer
-from recbole_microlens.data.loaders import data_preparation
-from recbole_microlens.data.sample import generate_sample_raw
-from recbole_microlens.data.text import read_titles, train_wordpiece
-from recbole_microlens.encoder_factory import EncoderChoice
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.stores.item_inputs import resolve_tokenizer
+from recbole_microlens.data.recbole.loaders import data_preparation
+from recbole_microlens.data.sample.generate import generate_sample_raw
+from recbole_microlens.data.stores.titles import read_titles, train_wordpiece
+from recbole_microlens.encoders.factory import EncoderChoice
 from recbole_microlens.encoders.text import BERT_TINY
-from recbole_microlens.features import extract_features
+from recbole_microlens.encoders.extract import extract_features
 from recbole_microlens.model import get_model
 from tests.helpers import make_config
 

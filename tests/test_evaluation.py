@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole.evaluator import Collector, Evaluator
 from recbole.evaluator.metrics import AveragePopularity, TailPercentage
 
-from recbole_microlens.evaluation import (
+from recbole_microlens.evaluator.ranking import (
     FastAveragePopularity,
     FastTailPercentage,
     MLEvaluator,
@@ -24,7 +24,7 @@ from recbole_microlens.evaluation import (
     target_ranks,
     top_items,
 )
-from recbole_microlens.trainer import MLTrainer
+from recbole_microlens.trainer.trainer import MLTrainer
 from tests.helpers import make_config, write_inter_file
 
 # Fixed item scores: a > b > c > d > e > f.

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens import config, model
-from recbole_microlens.checkpoint import load_data_and_model
+from recbole_microlens import model
+
+from recbole_microlens.config import configurator as config
+from recbole_microlens.quick_start import load_data_and_model
 from recbole_microlens.encoders import registry
 from recbole_microlens.model import get_model
 from recbole_microlens.model.sequential_recommender import SASRec
@@ -53,7 +55,7 @@ def test_a_registered_sasrec_subclass_trains_and_reloads(tmp_path, one_thread):
         tempered = model.full_sort_predict(interaction)
         plain = SASRec.full_sort_predict(model, interaction)
     torch.testing.assert_close(tempered, plain / 0.5)
-    from recbole_microlens.inference import InferenceError, user_vectors
+    from recbole_microlens.serve.inference import InferenceError, user_vectors
 
     with pytest.raises(InferenceError, match="TemperedSASRec has no user vectors"):
         user_vectors(model, dataset, np.array([1, 2]))  # its scores are q . v / T, not q . v
@@ -74,7 +76,7 @@ def test_models_resolve_by_dotted_path_and_unknown_names_say_how_to_register():
 
 
 def test_a_checkpoint_naming_no_importable_model_class_is_refused_in_one_line(tmp_path):
-    from recbole_microlens.checkpoint import CheckpointError, checkpoint_model_class
+    from recbole_microlens.trainer.checkpoint import CheckpointError, checkpoint_model_class
 
     for recorded in ("os.path.join", "nowhere.Model", "__main__.Mine"):
         with pytest.raises(CheckpointError, match="model 'Mine' is unknown here"):
@@ -92,7 +94,7 @@ def test_a_custom_dataset_with_registered_defaults(tmp_path, one_thread):
 
 
 def test_a_registered_encoder_trains_as_an_item_tower(tmp_path, one_thread, capsys):
-    from recbole_microlens.cli import main
+    from recbole_microlens.cli.commands import main
 
     result = example("custom_encoder").main(str(tmp_path))
     assert result["config"]["item_encoder"] == "tiny-cnn"
@@ -143,7 +145,7 @@ def new_model_package(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_raw(tmp_path_factory):
-    from recbole_microlens.data.sample import generate_sample_raw
+    from recbole_microlens.data.sample.generate import generate_sample_raw
 
     raw = tmp_path_factory.mktemp("extending") / "raw"
     generate_sample_raw(raw, n_users=40, n_items=40, seed=3)
@@ -188,7 +190,7 @@ def test_a_new_video_encoder_is_one_registry_row(new_model_package, tmp_path, ti
 
 @pytest.mark.parametrize("name", ["SASRecV", "GRU4RecV", "NextItNetV"])
 def test_videorec_variants_read_the_one_shared_layer(name):
-    from recbole_microlens.config import _yaml_layers
+    from recbole_microlens.config.configurator import _yaml_layers
     from recbole_microlens.model.sequential_recommender.base import VideoRec
 
     model_class = get_model(name)

@@ -5,9 +5,9 @@ same vector; ties used to go to the target and such a model scored HR@10 = 1.0.
 """
 import pytest
 
-from recbole_microlens.data.sample import generate_sample_raw
+from recbole_microlens.data.sample.generate import generate_sample_raw
 from recbole_microlens.quick_start import run_recbole_ml
-from recbole_microlens.results import metrics_table
+from recbole_microlens.evaluator.results import metrics_table
 
 TINY = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16}, "hidden_size": 16,
         "train_batch_size": 16, "encode_chunk_size": 32, "epochs": 1, "show_progress": False,

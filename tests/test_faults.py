@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from recbole_microlens.cli import main as cli_main
-from recbole_microlens.config_check import ConfigError, parse_overrides
-from recbole_microlens.data.convert import convert_dataset
-from recbole_microlens.data.dataset_folder import dataset_problem, require_complete
+from recbole_microlens.cli.commands import main as cli_main
+from recbole_microlens.config.check import ConfigError, parse_overrides
+from recbole_microlens.data.raw.convert import convert_dataset
+from recbole_microlens.data.stores.atomic import dataset_problem, require_complete
 from recbole_microlens.data.prepare import ensure_atomic_files
-from recbole_microlens.data.raw import RawFormatError, detect_raw_files
+from recbole_microlens.data.raw.readers import RawFormatError, detect_raw_files
 from recbole_microlens.errors import DatasetError
 from tests.helpers import wait_for
 
@@ -101,8 +101,8 @@ def test_a_bad_users_file_leaves_the_earlier_dataset_untouched(converted, tmp_pa
 KILL_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
-from recbole_microlens.data.convert import convert_dataset
-from recbole_microlens.data.raw import detect_raw_files
+from recbole_microlens.data.raw.convert import convert_dataset
+from recbole_microlens.data.raw.readers import detect_raw_files
 
 real_replace, written = os.replace, []
 def replace_then_die(source, destination):
@@ -212,7 +212,7 @@ def test_timestamps_in_seconds_among_milliseconds_are_scaled_and_counted(write_r
 
 
 def test_unknown_keys_name_the_closest_known_key(tmp_path):
-    from recbole_microlens.config import MLConfig
+    from recbole_microlens.config.configurator import MLConfig
 
     with pytest.raises(ConfigError, match=r"'hiden_size'.*did you mean 'hidden_size'"):
         MLConfig("SASRec", "ml", None, {"hiden_size": 16})
@@ -223,7 +223,7 @@ def test_unknown_keys_name_the_closest_known_key(tmp_path):
 
 
 def test_keys_of_a_user_defined_model_are_declared_explicitly():
-    from recbole_microlens.config import MLConfig
+    from recbole_microlens.config.configurator import MLConfig
 
     config = MLConfig("SASRec", "ml", None, {"my_gate": 0.5, "extra_config_keys": ["my_gate"]})
     assert config["my_gate"] == 0.5
@@ -253,7 +253,7 @@ def test_command_line_values_are_literals_and_paths_stay_strings():
     ({"encoder_learning_rate": -1.0}, "encoder_learning_rate must be a positive number"),
 ])
 def test_values_out_of_range_are_errors_naming_the_key(override, message):
-    from recbole_microlens.config import MLConfig
+    from recbole_microlens.config.configurator import MLConfig
 
     with pytest.raises(ConfigError, match=message):
         MLConfig("SASRec", "ml", None, override)
@@ -350,7 +350,7 @@ class Payload:
 def test_checkpoint_errors_name_the_file_and_the_format_expected(tmp_path, content, problem):
     import torch
 
-    from recbole_microlens.checkpoint_io import load_trainer_checkpoint
+    from recbole_microlens.io import load_trainer_checkpoint
     from recbole_microlens.errors import CheckpointError
 
     path = tmp_path / "SASRec-run.pth"
@@ -380,15 +380,15 @@ torch.set_num_threads(1)
 SAME_SECOND = "Jan-01-2026_00-00-00"  # both runs start "in the same second"
 for module in (recbole.utils, recbole.utils.utils, recbole.utils.logger, recbole.trainer.trainer):
     module.get_local_time = lambda: SAME_SECOND
-import recbole_microlens.run_id
-recbole_microlens.run_id.get_local_time = lambda: SAME_SECOND
+import recbole_microlens.config.run_id
+recbole_microlens.config.run_id.get_local_time = lambda: SAME_SECOND
 
 from recbole_microlens.quick_start import run_recbole_ml
-from recbole_microlens.config import MLConfig
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.config.configurator import MLConfig
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.model import get_model
-from recbole_microlens.trainer import MLTrainer
+from recbole_microlens.trainer.trainer import MLTrainer
 
 root, seed, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 options = {"data_path": str(root), "checkpoint_dir": str(root / "saved"), "seed": seed,
@@ -457,7 +457,7 @@ def cpu_ticks(pid: int) -> int:
 @pytest.fixture(scope="module")
 def media_dataset(tmp_path_factory):
     """A converted sample with enough videos that decoding them takes a few seconds."""
-    from recbole_microlens.data.sample import generate_sample_raw
+    from recbole_microlens.data.sample.generate import generate_sample_raw
 
     root = tmp_path_factory.mktemp("media")
     generate_sample_raw(root / "raw", n_users=30, n_items=60, seed=3)
@@ -508,7 +508,7 @@ def test_killing_a_media_command_leaves_no_decoding_workers(media_dataset, tmp_p
 
 NO_GUARD_SCRIPT = """
 import sys
-from recbole_microlens.data.media import build_frame_store, FrameSpec
+from recbole_microlens.data.stores.media import build_frame_store, FrameSpec
 build_frame_store(sys.argv[1] + "/raw/videos", [str(i) for i in range(1, 9)], sys.argv[2],
                   FrameSpec(num_frames=2, interval=1, size=16), workers=2, progress=False)
 print("built")
@@ -660,7 +660,7 @@ def one_error_line(capsys) -> str:
 
 
 def item_tokens(checkpoint) -> list[str]:
-    from recbole_microlens.checkpoint import load_data_and_model
+    from recbole_microlens.quick_start import load_data_and_model
 
     _, _, dataset, *_ = load_data_and_model(checkpoint, quiet=True)
     return [str(token) for token in dataset.field2id_token[dataset.iid_field]]
@@ -723,7 +723,7 @@ def _moved_copy(served, tmp_path, change_items: bool = False) -> Path:
     """The served dataset copied to ``tmp_path/moved`` (with one more item when asked)."""
     import shutil
 
-    from recbole_microlens.data.dataset_folder import seal
+    from recbole_microlens.data.stores.atomic import seal
 
     moved = tmp_path / "moved"
     shutil.copytree(served["root"] / "data", moved)
@@ -749,7 +749,7 @@ def test_recommend_with_no_verify_on_a_changed_dataset_is_a_one_line_error(serve
 def test_a_moved_dataset_is_named_and_found_with_data_path(tmp_path, capsys, one_thread):
     import shutil
 
-    from recbole_microlens.checkpoint import load_data_and_model
+    from recbole_microlens.quick_start import load_data_and_model
 
     run = train_tiny(tmp_path / "run")
     shutil.move(tmp_path / "run" / "data", tmp_path / "elsewhere")
@@ -900,7 +900,7 @@ def test_debug_shows_the_traceback_of_a_user_error_on_every_subcommand(command, 
 
 
 def test_every_subcommand_has_a_bad_input_case():
-    from recbole_microlens.cli import build_parser
+    from recbole_microlens.cli.commands import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
     # encoders: argparse checks its one option
@@ -911,7 +911,7 @@ def test_every_subcommand_has_a_bad_input_case():
                                    FileNotFoundError("a bug"), RuntimeError("a bug")])
 def test_a_bug_keeps_its_traceback(error, write_raw, tmp_path, monkeypatch):
     """Only user errors are one-liners: a ValueError from a bug is not bad input."""
-    from recbole_microlens import cli
+    from recbole_microlens.cli import commands as cli
 
     write_raw("ml_pairs.tsv", PAIRS)
     def broken(*args, **kwargs):
@@ -952,7 +952,7 @@ def test_a_bug_in_run_recbole_ml_keeps_its_traceback(monkeypatch, capsys, tmp_pa
 TRUNK_CACHE_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from recbole_microlens import efficiency
+from recbole_microlens.model import tower_cache as efficiency
 from tests.test_videorec import TINY_TEXT, build
 
 root, name, release = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
@@ -978,7 +978,7 @@ if __name__ == "__main__":
 
 def test_two_runs_sharing_a_trunk_cache_build_it_once(tmp_path):
     """While one run builds the cache, a second one waits on its lock, then reuses it."""
-    from recbole_microlens.data.sample import generate_sample_raw
+    from recbole_microlens.data.sample.generate import generate_sample_raw
     from tests.helpers import waits_for_a_lock
     from tests.test_videorec import TINY_TEXT, build
 

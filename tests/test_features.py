@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens.cli import main as cli_main
-from recbole_microlens.data.media import PAD_TOKEN, read_item_tokens
-from recbole_microlens.data.sample import generate_sample_raw
-from recbole_microlens.data.text import load_tokenizer, minilm_folder, read_titles
+from recbole_microlens.cli.commands import main as cli_main
+from recbole_microlens.data.stores.media import PAD_TOKEN, read_item_tokens
+from recbole_microlens.data.sample.generate import generate_sample_raw
+from recbole_microlens.data.stores.titles import load_tokenizer, minilm_folder, read_titles
 from recbole_microlens.encoders import build_encoder
 from recbole_microlens.errors import InputError
-from recbole_microlens.features import checkpoint_sha256, extract_features, load_item_features
+from recbole_microlens.encoders.extract import checkpoint_sha256, extract_features, load_item_features
 
 DATASET = "featlens"
 MINILM = minilm_folder()

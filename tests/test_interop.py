@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens.checkpoint import CheckpointError, load_data_and_model, read_checkpoint
-from recbole_microlens.cli import main
+from recbole_microlens.trainer.checkpoint import CheckpointError, load_data_and_model, read_checkpoint
+from recbole_microlens.cli.commands import main
 from recbole_microlens.io import sha256_file
 from recbole_microlens.quick_start import objective_function, run_recbole_ml
-from recbole_microlens.trainer import MLTrainer
+from recbole_microlens.trainer.trainer import MLTrainer
 
 DATASET = "microlens-sample"
 
@@ -159,7 +159,7 @@ def test_recommend_writes_topk_tsv_with_tokens_and_history_masked(trained, loade
 
 
 def test_recommend_scores_all_users_with_one_product_per_batch(trained, loaded, monkeypatch):
-    from recbole_microlens import inference
+    from recbole_microlens.serve import inference
 
     _, model, dataset, *_ = loaded
     calls = []
@@ -224,7 +224,7 @@ def test_user_vectors_dotted_with_item_vectors_give_the_scores_recommend_prints(
 
 def test_a_user_id_model_exports_the_vectors_it_scores_with(tmp_path, one_thread):
     """DSSM: the user and item towers' outputs (after their MLPs), not the raw item embedding."""
-    from recbole_microlens.inference import item_vectors, query_interaction, user_vectors
+    from recbole_microlens.serve.inference import item_vectors, query_interaction, user_vectors
 
     run_recbole_ml("DSSM", DATASET, config_dict=_options(tmp_path, epochs=1, embedding_size=8,
                                                          mlp_hidden_size=[8]))

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.model import get_model
 from recbole_microlens.model.layers import IDItemTower
 from tests.helpers import make_config, write_inter_file

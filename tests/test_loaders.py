@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from recbole.data import data_preparation as recbole_data_preparation
 
-from recbole_microlens.config_check import ConfigError
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.config.check import ConfigError
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
 from tests.helpers import make_config, write_inter_file
 
 N_USERS, N_ITEMS, EVAL_USERS = 40, 60, 16

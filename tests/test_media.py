@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from recbole_microlens.data.decode import FALLBACK, FrameRowDecoder, decode_clip, select_frame_indices
-from recbole_microlens.data.media import (
+from recbole_microlens.data.stores.decode import FALLBACK, FrameRowDecoder, decode_clip, select_frame_indices
+from recbole_microlens.data.stores.media import (
     FrameSpec, MediaStore, build_cover_store, build_frame_store, prepare_media, read_item_tokens,
 )
-from recbole_microlens.data.store_build import build_row_store
-from recbole_microlens.data.sample import generate_sample_raw
+from recbole_microlens.data.stores.build import build_row_store
+from recbole_microlens.data.sample.generate import generate_sample_raw
 
 SPEC = FrameSpec(num_frames=5, interval=2, size=48)
 N_ITEMS = 40

@@ -33,10 +33,10 @@ import json, sys, tempfile
 from pathlib import Path
 import torch
 from tests.helpers import make_config, write_inter_file
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.model import get_model
-from recbole_microlens.trainer import MLTrainer
+from recbole_microlens.trainer.trainer import MLTrainer
 
 root = Path(tempfile.mkdtemp())
 write_inter_file(root, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)] for u in range(6)})

@@ -12,11 +12,11 @@ import pytest
 import torch
 from pytorchvideo.models import hub
 
-from recbole_microlens.config import MLConfig
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
-from recbole_microlens.data.sample import ensure_sample_raw
-from recbole_microlens.data.text import read_titles
+from recbole_microlens.config.configurator import MLConfig
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
+from recbole_microlens.data.sample.generate import ensure_sample_raw
+from recbole_microlens.data.stores.titles import read_titles
 from recbole_microlens.model import get_model
 from tests.helpers import seed_hub_cache, seed_torch_hub, tiny_bert_folder
 
@@ -61,7 +61,7 @@ def test_a_model_zoo_checkpoint_trains_and_is_named_in_the_log(caches, tmp_path)
     assert "x3d-xs: loaded" in log and "model zoo X3D_XS.pyth" in log
     assert "random" not in log.split("x3d-xs: loaded")[1].splitlines()[0]
     # a trained model reloads without the pre-trained file: its own state dict holds the weights
-    from recbole_microlens.checkpoint import load_data_and_model
+    from recbole_microlens.quick_start import load_data_and_model
 
     checkpoint = next((tmp_path / "run" / "saved").glob("SASRecV-*.pth"))
     previous = os.environ.get("TORCH_HOME")

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recbole_microlens.data import raw, raw_lines
-from recbole_microlens.data.raw import RawFilesError, RawFormatError, detect_raw_files
+from recbole_microlens.data.raw import readers as raw
+
+from recbole_microlens.data.raw import lines as raw_lines
+from recbole_microlens.data.raw.readers import RawFilesError, RawFormatError, detect_raw_files
 
 
 # --------------------------------------------------------------------------- detection

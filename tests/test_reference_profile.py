@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from recbole_microlens.config import MLConfig
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.config.configurator import MLConfig
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.model import get_model
 from recbole_microlens.model.loss import window_targets
 from recbole_microlens.model.sequential_recommender.base import left_align
@@ -119,7 +119,7 @@ def test_reference_profile_trains_and_selects_on_hit(root, tmp_path):
 
 @pytest.fixture(scope="module")
 def video_root(tmp_path_factory):
-    from recbole_microlens.data.sample import generate_sample_raw
+    from recbole_microlens.data.sample.generate import generate_sample_raw
 
     root = tmp_path_factory.mktemp("reference_video")
     generate_sample_raw(root / "raw", n_users=30, n_items=40, seed=4)
@@ -127,7 +127,7 @@ def video_root(tmp_path_factory):
 
 
 def build_video(root, **overrides):
-    from recbole_microlens.trainer import MLTrainer
+    from recbole_microlens.trainer.trainer import MLTrainer
 
     options = {"raw_data_path": str(root / "raw"), "item_encoder": "r3d-r18",
                "encoder_overrides": {"size": 16}, "hidden_size": 16, "train_batch_size": 8,

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from recbole_microlens import cli
+from recbole_microlens.cli import commands as cli
 from recbole_microlens.report import load_reference, load_summaries, results_table, write_report
 
 METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")

@@ -1,7 +1,7 @@
 """A result names the commit its code came from, and says when tracked files differ from it."""
 import subprocess
 
-from recbole_microlens.results import package_versions, source_revision
+from recbole_microlens.evaluator.results import package_versions, source_revision
 
 
 def git(repo, *args):

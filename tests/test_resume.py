@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens.checkpoint import plain
-from recbole_microlens.resume import random_states, restore_random_states, state_file_for
+from recbole_microlens.trainer.checkpoint import plain
+from recbole_microlens.trainer.resume import random_states, restore_random_states, state_file_for
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_recbole_ml.py"
@@ -146,8 +146,8 @@ def test_the_best_valid_result_keeps_its_breakdowns_through_a_state_file(tmp_pat
     RecBole keys outside, breakdowns on the EvalResult): a resumed run must report them too."""
     from types import SimpleNamespace
 
-    from recbole_microlens.evaluation import EvalResult
-    from recbole_microlens.resume import restore_training_state, training_state
+    from recbole_microlens.evaluator.ranking import EvalResult
+    from recbole_microlens.trainer.resume import restore_training_state, training_state
 
     model = torch.nn.Linear(2, 2)
     best = EvalResult({"ndcg@10": 0.25}, {"fallback_targets": 3,
@@ -168,8 +168,8 @@ def test_the_best_valid_result_keeps_its_breakdowns_through_a_state_file(tmp_pat
 
 def test_a_run_saved_before_a_key_existed_resumes_and_a_removed_key_is_refused(tmp_path):
     from recbole_microlens.errors import CheckpointError
-    from recbole_microlens.resume import check_same_run
-    from recbole_microlens.results import jsonable_config
+    from recbole_microlens.trainer.resume import check_same_run
+    from recbole_microlens.evaluator.results import jsonable_config
     from tests.helpers import make_config, write_inter_file
 
     write_inter_file(tmp_path, "tiny", {"u1": ["a", "b", "c"], "u2": ["b", "c", "d"]})

@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recbole_microlens.data import sample, sample_media, sample_text
-from recbole_microlens.data.sample import ensure_sample_raw, generate_sample_raw
+from recbole_microlens.data.sample import generate as sample
+
+from recbole_microlens.data.sample import media as sample_media
+
+from recbole_microlens.data.sample import text as sample_text
+from recbole_microlens.data.sample.generate import ensure_sample_raw, generate_sample_raw
 
 SMALL = dict(n_users=120, n_items=60, seed=7, video_seconds=1.0)
 DATA_FILES = (sample.PAIRS_TSV, sample.PAIRS_CSV, sample.TITLES_CSV, sample.LIKES_AND_VIEWS,

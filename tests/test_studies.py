@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens import cli
-from recbole_microlens.data.convert import convert_dataset
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
+from recbole_microlens.cli import commands as cli
+from recbole_microlens.data.raw.convert import convert_dataset
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.data.prepare import ensure_atomic_files
-from recbole_microlens.data.raw import detect_raw_files
-from recbole_microlens.data.sample import generate_sample_raw
-from recbole_microlens.evaluation import popularity_groups
+from recbole_microlens.data.raw.readers import detect_raw_files
+from recbole_microlens.data.sample.generate import generate_sample_raw
+from recbole_microlens.evaluator.ranking import popularity_groups
 from recbole_microlens.model import get_model
 from recbole_microlens.model.layers import SideFeatureItemTower, TokenBagEmbedding
-from recbole_microlens.studies import (
+from recbole_microlens.studies.recipes import (
     StudyRun,
     cold_start_runs,
     encoder_sweep_runs,
@@ -26,7 +26,7 @@ from recbole_microlens.studies import (
     warm_dataset_name,
     warm_runs,
 )
-from recbole_microlens.trainer import MLTrainer
+from recbole_microlens.trainer.trainer import MLTrainer
 from tests.helpers import make_config
 
 METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")

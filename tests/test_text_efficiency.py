@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens.data.text import TitleStore
-from recbole_microlens.efficiency import TokenTrunkCache, TrunkCache, token_rows
+from recbole_microlens.data.stores.titles import TitleStore
+from recbole_microlens.model.tower_cache import TokenTrunkCache, TrunkCache, token_rows
 from tests.test_videorec import TINY_TEXT, assert_same, build, loss_and_grads, root  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens.data.text import (
+from recbole_microlens.data.stores.titles import (
     TitleStore, build_title_store, load_tokenizer, minilm_folder, prepare_titles, read_titles,
     title_cache_key,
 )

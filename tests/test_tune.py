@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recbole_microlens.config import MLConfig
-from recbole_microlens.cli import config_overrides
+from recbole_microlens.config.configurator import MLConfig
+from recbole_microlens.cli.commands import config_overrides
 from recbole_microlens.tune import (
     load_tune_spec,
     model_settings,
@@ -101,7 +101,7 @@ def test_a_trial_uses_its_cpus_and_only_its_gpus(monkeypatch):
 
 
 def test_the_command_line_has_the_tune_flags(capsys):
-    from recbole_microlens.cli import build_parser, main
+    from recbole_microlens.cli.commands import build_parser, main
 
     args = build_parser().parse_args([
         "tune", "--model", "GRU4Rec", "--dataset", DATASET, "--tune-config", "sample",
@@ -125,7 +125,7 @@ def test_values_out_of_range_in_the_search_space_fail_before_ray_starts(space, m
     """The command line's range checks, on every value an axis can take (issue 22)."""
     import sys
 
-    from recbole_microlens.cli import main
+    from recbole_microlens.cli.commands import main
 
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({"search_space": space}))
     assert main(["tune", "--model", "SASRec", "--dataset", DATASET, "--tune-config",
@@ -273,7 +273,7 @@ def test_failed_and_early_stopped_trials_are_reported_and_the_sweep_goes_on(ray_
 
 
 def test_a_sweep_in_which_no_trial_completes_exits_1(ray_cluster, workdir, capsys):
-    from recbole_microlens.cli import main
+    from recbole_microlens.cli.commands import main
 
     (workdir / "setup.yaml").write_text(f"data_path: {workdir / 'atomic_files'}\n")
     (workdir / "failing.yaml").write_text(

@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
-from recbole_microlens.data.sample import generate_sample_raw
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
+from recbole_microlens.data.sample.generate import generate_sample_raw
 from recbole_microlens.encoders import ENCODERS
 from recbole_microlens.model import get_model
 from recbole_microlens.quick_start import run_recbole_ml
-from recbole_microlens.trainer import MLTrainer
+from recbole_microlens.trainer.trainer import MLTrainer
 from tests.helpers import make_config
 
 TINY_VIDEO = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16},
@@ -121,7 +121,7 @@ def test_evaluation_encodes_every_item_once(root):
     model.eval()
     batch = next(iter(valid))[0]
     direct = model.full_sort_predict(batch)  # no table: encodes every item again
-    from recbole_microlens.trainer import item_table_once
+    from recbole_microlens.trainer.trainer import item_table_once
 
     with torch.no_grad(), item_table_once(model):
         assert torch.allclose(model.full_sort_predict(batch), direct, atol=1e-5)
@@ -251,7 +251,7 @@ def test_covers_as_items(root, monkeypatch):
 
 
 def test_prepare_media_and_encoders_commands(root, capsys):
-    from recbole_microlens import cli
+    from recbole_microlens.cli import commands as cli
 
     build(root, **TINY_TEXT)  # converts the raw files into root/atomic/tinylens
     code = cli.main(["prepare-media", "--dataset", "tinylens", "--data-path", str(root / "atomic"),

@@ -7,11 +7,11 @@ import pytest
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_microlens.data.dataset import create_dataset
-from recbole_microlens.data.loaders import data_preparation
-from recbole_microlens.data.sample import generate_sample_raw
-from recbole_microlens.data.text import minilm_folder
-from recbole_microlens.features import extract_features
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
+from recbole_microlens.data.sample.generate import generate_sample_raw
+from recbole_microlens.data.stores.titles import minilm_folder
+from recbole_microlens.encoders.extract import extract_features
 from recbole_microlens.model import get_model
 from recbole_microlens.model.general_recommender.base import masked_first_order, masked_item_vectors
 from recbole_microlens.model.general_recommender.deepfm import most_recent_first

@@ -12,15 +12,15 @@ import torch
 from pytorchvideo.models import hub
 from torchvision.models import get_weight
 
-from recbole_microlens import cli
-from recbole_microlens.data.item_inputs import (
+from recbole_microlens.cli import commands as cli
+from recbole_microlens.data.stores.item_inputs import (
     ItemSource,
     items_without_content,
     require_content,
     resolve_tokenizer,
 )
 from recbole_microlens.encoders import ENCODERS, build_encoder
-from recbole_microlens.encoders.checkpoints import checkpoint_config
+from recbole_microlens.encoders.formats import checkpoint_config
 from recbole_microlens.encoders.weights import (
     HUB_ID,
     KINDS,

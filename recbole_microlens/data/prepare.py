@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from recbole_microlens.data.dataset_folder import (
+from recbole_microlens.data.stores.atomic import (
     check_dataset_name,
     dataset_problem,
     is_output,
@@ -40,7 +40,7 @@ def ensure_atomic_files(config) -> Path:
         return dataset_dir
     raw_dir = config["raw_data_path"]
     if raw_dir is None and dataset == SAMPLE_DATASET:
-        from recbole_microlens.data.sample import ensure_sample_raw
+        from recbole_microlens.data.sample.generate import ensure_sample_raw
 
         raw_dir = dataset_dir / "raw"
         logger.info("Generating the embedded sample into %s", raw_dir)
@@ -53,8 +53,8 @@ def ensure_atomic_files(config) -> Path:
             f"Convert the raw MicroLens files with `recbole-microlens convert --raw-dir DIR "
             f"--dataset {dataset}`, or pass --raw_data_path=DIR to convert on first use."
         )
-    from recbole_microlens.data.convert import convert_dataset
-    from recbole_microlens.data.raw import detect_raw_files
+    from recbole_microlens.data.raw.convert import convert_dataset
+    from recbole_microlens.data.raw.readers import detect_raw_files
 
     if problem != "absent":
         logger.warning("dataset folder %s is incomplete (%s): converting again", dataset_dir, problem)

@@ -9,7 +9,7 @@ from recbole_microlens.encoders.base import (
     ItemEncoder,
     split_overrides,
 )
-from recbole_microlens.encoders.checkpoints import CheckpointError, CheckpointFormat, load_checkpoint
+from recbole_microlens.encoders.formats import CheckpointError, CheckpointFormat, load_checkpoint
 from recbole_microlens.encoders.registry import (
     ENCODERS,
     build_encoder,

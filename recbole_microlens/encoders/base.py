@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from recbole_microlens.encoders.checkpoints import CheckpointFormat
+from recbole_microlens.encoders.formats import CheckpointFormat
 from recbole_microlens.encoders.weights import WeightsSource
 from recbole_microlens.errors import ConfigError
 

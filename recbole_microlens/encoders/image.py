@@ -13,7 +13,7 @@ from torchvision.models import resnet18, swin_t
 from transformers import ViTMAEConfig, ViTMAEModel
 
 from recbole_microlens.encoders.base import Blocks, InputSpec
-from recbole_microlens.encoders.checkpoints import CheckpointFormat, KeyRule
+from recbole_microlens.encoders.formats import CheckpointFormat, KeyRule
 
 
 TORCHVISION_RESNET_FORMAT = CheckpointFormat(

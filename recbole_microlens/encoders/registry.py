@@ -31,7 +31,7 @@ from recbole_microlens.encoders.base import (  # noqa: F401 (the package's names
     ItemEncoder,
     split_overrides,
 )
-from recbole_microlens.encoders.checkpoints import CheckpointFormat, load_checkpoint
+from recbole_microlens.encoders.formats import CheckpointFormat, load_checkpoint
 from recbole_microlens.encoders.weights import (
     ResolvedWeights,
     WeightsSource,

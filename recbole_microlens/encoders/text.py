@@ -13,7 +13,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from recbole_microlens.encoders.base import Blocks, Builder, InputSpec
-from recbole_microlens.encoders.checkpoints import CheckpointFormat, KeyRule
+from recbole_microlens.encoders.formats import CheckpointFormat, KeyRule
 
 
 HiddenAndMask = tuple[torch.Tensor, torch.Tensor]

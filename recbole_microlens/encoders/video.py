@@ -30,7 +30,7 @@ from torchvision.models.video import r3d_18
 from transformers import VideoMAEConfig, VideoMAEModel
 
 from recbole_microlens.encoders.base import Blocks, Builder, InputSpec
-from recbole_microlens.encoders.checkpoints import CheckpointFormat, KeyRule
+from recbole_microlens.encoders.formats import CheckpointFormat, KeyRule
 
 
 # Tokens of MViT and VideoMAE span this many frames.

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from recbole_microlens.encoders.checkpoints import HF_WEIGHT_FILES
+from recbole_microlens.encoders.formats import HF_WEIGHT_FILES
 from recbole_microlens.errors import CheckpointError, MissingInputError
 from recbole_microlens.io import atomic_open, sha256_file
 

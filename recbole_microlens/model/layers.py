@@ -276,8 +276,8 @@ def _build_id_tower(config, dataset, dim):
 
 
 def _build_encoder_tower(config, dataset, dim):
-    from recbole_microlens.data.item_inputs import ItemSource
-    from recbole_microlens.encoder_factory import EncoderChoice, build_encoder_inputs, build_item_encoder
+    from recbole_microlens.data.stores.item_inputs import ItemSource
+    from recbole_microlens.encoders.factory import EncoderChoice, build_encoder_inputs, build_item_encoder
     from recbole_microlens.encoders.base import TRUNK_MODES
 
     choice = EncoderChoice.from_config(config)
@@ -294,7 +294,7 @@ def _build_encoder_tower(config, dataset, dim):
 
 
 def _build_id_features_tower(config, dataset, dim):
-    from recbole_microlens.data.item_features import dataset_item_features
+    from recbole_microlens.data.stores.features import dataset_item_features
 
     return FrozenFeatureItemTower(dataset.item_num, dim, dataset_item_features(config, dataset),
                                   fusion=config["fusion"] or "sum")

@@ -20,7 +20,7 @@ The search space is yaml (``properties/tune/*.yaml``); any config key can be an 
 
 One module per concern: ``space`` (the yaml and its axes), ``trial`` (one Ray worker),
 ``driver`` (Ray and the sweep), ``outputs`` (tables, yaml, heatmap); the command-line flags are
-in :mod:`recbole_microlens.tune_cli`. Ray, torch, recbole and matplotlib are imported inside the
+in :mod:`recbole_microlens.cli.tune`. Ray, torch, recbole and matplotlib are imported inside the
 functions that use them, so the ``recbole-microlens`` command line stays fast.
 """
 from recbole_microlens.tune.driver import DEFAULT_TUNE_DIR, TuneResult, resolve_setup, run_tune

@@ -60,9 +60,9 @@ def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
     """What every trial shares, and its epoch budget, resolved once in the driver: a bad setup
     fails before Ray starts, the dataset is converted or generated once (parallel trials would
     race to write it), and paths become absolute (Ray runs each trial in its own directory)."""
-    from recbole_microlens.config import MLConfig
+    from recbole_microlens.config.configurator import MLConfig
     from recbole_microlens.data.prepare import ensure_atomic_files
-    from recbole_microlens.encoder_factory import prefetch_weights
+    from recbole_microlens.encoders.factory import prefetch_weights
 
     both = sorted(set(overrides) & set(swept))
     if both:
@@ -86,7 +86,7 @@ def resolve_setup(model: str, dataset: str, config_files, overrides: dict,
 
 def _check_swept_keys(model: str, config, swept) -> None:
     """Sweeping a key the model never reads would rank identical trials as if they differed."""
-    from recbole_microlens.config_check import check_known_keys
+    from recbole_microlens.config.check import check_known_keys
 
     run_keys = set(config.internal_config_dict) | set(config["extra_config_keys"] or ())
     check_known_keys(model_settings(model, dict.fromkeys(swept, 1)),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from recbole_microlens.config_check import check_ranges
+from recbole_microlens.config.check import check_ranges
 from recbole_microlens.errors import ConfigError
 from recbole_microlens.paths import properties_dir, yaml_file
 

@@ -21,7 +21,7 @@ def train_trial(config: dict) -> None:
     import ray
     from ray.air import session
 
-    from recbole_microlens.quick_start import run_recbole_ml
+    from recbole_microlens.quick_start.quick_start import run_recbole_ml
 
     setup = config[SETUP]
     swept = {key: value for key, value in config.items() if key != SETUP}

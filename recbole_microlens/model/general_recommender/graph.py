@@ -88,7 +88,7 @@ def _learned_table(config, dataset, dim):
 
 
 def _frozen_features(config, dataset, dim):
-    from recbole_microlens.data.item_features import dataset_item_features
+    from recbole_microlens.data.stores.features import dataset_item_features
 
     return FrozenItemFeatures(dataset_item_features(config, dataset))
 

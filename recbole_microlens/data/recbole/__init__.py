@@ -1,0 +1,1 @@
+"""RecBole's side of the data: the dataset subclass, histories and loaders."""

@@ -1,0 +1,1 @@
+"""The embedded sample dataset, generated: interactions, videos, covers and titles."""
