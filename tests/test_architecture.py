@@ -1,4 +1,4 @@
-"""The layering holds: no import circle, encoder types in a leaf, models free of feature
+"""The layering holds: stages as folders importing only downward, no import circle, encoder types in a leaf, models free of feature
 extraction, read from the source so that a new import that breaks it fails here."""
 from __future__ import annotations
 
@@ -71,12 +71,57 @@ def import_circles() -> list[list[str]]:
     return circles
 
 
-def test_the_checker_sees_imports_and_circles(tmp_path):
-    assert "recbole_microlens.encoders.base" in imported_modules("recbole_microlens.encoders.video")
-    assert "recbole_microlens.encoders.video" in imported_modules("recbole_microlens.encoders.registry")
-    assert "recbole_microlens.data.stores.features" in imported_modules(
-        "recbole_microlens.model.layers", everywhere=True)  # a lazy import, seen everywhere only
-    assert "recbole_microlens.data.stores.features" not in imported_modules("recbole_microlens.model.layers")
+#: The stages, top to bottom: a module imports only from its own stage or a stage below.
+STAGES = [
+    ["cli", "__main__"],
+    ["studies", "tune"],
+    ["quick_start"],
+    ["serve"],
+    ["trainer"],
+    ["evaluator", "report"],
+    ["config"],
+    ["model"],
+    ["encoders"],
+    ["data.recbole"],
+    ["data.prepare"],
+    ["data.raw", "data.sample"],
+    ["data.stores"],
+    ["data", "errors", "io", "paths", "processes", "compat", "precision", ""],  # the base layer
+]
+BASE_MODULES = {"__init__", "__main__", "errors", "io", "paths", "processes", "compat", "precision"}
+
+
+def stage_of(module: str) -> int:
+    """The index in STAGES of the longest stage name that contains ``module``."""
+    relative = module.removeprefix("recbole_microlens").lstrip(".")
+    best = None
+    for index, names in enumerate(STAGES):
+        for name in names:
+            if relative == name or relative.startswith(f"{name}.") or name == "" == relative:
+                if best is None or len(name) > best[1]:
+                    best = (index, len(name))
+    if best is None:
+        raise AssertionError(f"{module} belongs to no stage of STAGES")
+    return best[0]
+
+
+def upward_imports(modules=MODULES) -> list[str]:
+    return sorted(f"{name} -> {target}" for name in modules
+                  for target in imported_modules(name, everywhere=True)
+                  if stage_of(target) < stage_of(name))
+
+
+def test_every_module_belongs_to_a_stage_and_imports_only_downward():
+    assert {stage_of(name) for name in MODULES} == set(range(len(STAGES)))  # no empty stage
+    assert upward_imports() == []
+
+
+def test_the_top_level_holds_only_the_base_layer():
+    top_modules = {path.stem for path in PACKAGE.glob("*.py")}
+    assert top_modules <= BASE_MODULES, top_modules - BASE_MODULES
+    folders = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert folders == {"cli", "studies", "tune", "quick_start", "serve", "trainer", "evaluator",
+                       "report", "config", "model", "encoders", "data"}
 
 
 def test_no_module_imports_itself_back_when_imported():
@@ -85,18 +130,18 @@ def test_no_module_imports_itself_back_when_imported():
 
 def test_encoder_types_live_in_a_leaf_and_builders_never_import_the_table():
     encoders = "recbole_microlens.encoders"
-    leaves = {f"{encoders}.checkpoints", f"{encoders}.weights"}  # file formats, weights sources
+    leaves = {f"{encoders}.formats", f"{encoders}.weights"}  # file formats, weights sources
     # errors: the package's leaf of user-error types, which every layer raises
     assert imported_modules(f"{encoders}.base") <= leaves | {"recbole_microlens.errors"}
     for leaf in leaves:
         assert imported_modules(leaf, everywhere=True) <= leaves | {
-            "recbole_microlens.errors", "recbole_microlens.io", "recbole_microlens.io"}
+            "recbole_microlens.errors", "recbole_microlens.io"}
     for builder in ("video", "image", "text"):
         assert f"{encoders}.registry" not in imported_modules(f"{encoders}.{builder}", everywhere=True)
 
 
 def test_models_never_import_feature_extraction():
-    """Item feature loading belongs to the data layer (data/item_features.py)."""
+    """Item feature loading belongs to the data layer (data/stores/features.py)."""
     models = [name for name in MODULES if name.startswith("recbole_microlens.model")]
     assert len(models) > 10
     offenders = {name for name in models
