@@ -327,6 +327,22 @@ def test_hugging_face_bert_folder_reproduces_upstream_features(tmp_path, safe_se
         torch.testing.assert_close(encoder(text), reference)
 
 
+@pytest.mark.parametrize("returns_tuple", [True, False], ids=["transformers-4", "transformers-5"])
+def test_a_bert_block_takes_the_layer_output_of_either_transformers_major(returns_tuple):
+    """transformers 4's BertLayer returns (hidden, ...); 5's returns the hidden tensor itself."""
+    from recbole_microlens.encoders.text import BertBlock
+
+    class Layer(nn.Module):
+        def forward(self, hidden, attention_mask):
+            out = hidden * 2 + attention_mask.amin(dim=(1, 2, 3))[:, None, None].clamp(min=-1)
+            return (out, None) if returns_tuple else out
+
+    hidden, mask = torch.ones(2, 3, 4), torch.tensor([[1, 1, 0], [1, 0, 0]])
+    out, mask_out = BertBlock(Layer())((hidden, mask))
+    assert out.shape == (2, 3, 4) and mask_out is mask
+    torch.testing.assert_close(out, torch.ones(2, 3, 4))  # 2 - 1: the padded key's mask is applied
+
+
 def test_hugging_face_pretraining_checkpoint_drops_its_heads(tmp_path):
     upstream = BertForMaskedLM(BertConfig(**BERT_TINY))
     upstream.save_pretrained(tmp_path)

@@ -936,13 +936,13 @@ def test_interrupts_and_exits_pass_the_boundary_untouched():
 
 
 def test_a_bug_in_run_recbole_ml_keeps_its_traceback(monkeypatch, capsys, tmp_path):
-    import run_recbole_ml
+    from recbole_microlens.cli import train
 
     def broken(*args, **kwargs):
         raise ValueError("a bug")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(run_recbole_ml, "run", broken)
+    monkeypatch.setattr(train, "run", broken)
     with pytest.raises(ValueError, match="a bug"):
         run_main(["--model=SASRec"], monkeypatch, capsys)
 

@@ -56,7 +56,9 @@ class BertBlock(nn.Module):
         hidden, mask = hidden_and_mask
         blocked = 1.0 - mask[:, None, None, :].to(hidden.dtype)
         additive_mask = blocked * torch.finfo(hidden.dtype).min
-        return self.layer(hidden, attention_mask=additive_mask)[0], mask
+        output = self.layer(hidden, attention_mask=additive_mask)
+        # transformers 4 returns a tuple (hidden, attentions...); 5 returns the hidden tensor
+        return (output[0] if isinstance(output, tuple) else output), mask
 
 
 def token_lengths(mask: torch.Tensor) -> torch.Tensor:
