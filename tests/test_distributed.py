@@ -1,11 +1,16 @@
 """DDP through RecBole's multi-process settings, on CPU (gloo): trains and ranks like one process."""
+import json
 import socket
 
 import pytest
 import torch
+from recbole.utils import init_seed
 
 from recbole_microlens.config.configurator import MLConfig
 from recbole_microlens.data.prepare import ensure_atomic_files
+from recbole_microlens.data.recbole.dataset import create_dataset
+from recbole_microlens.data.recbole.loaders import data_preparation
+from recbole_microlens.model import get_model
 from recbole_microlens.quick_start import run
 from recbole_microlens.trainer.trainer import MLTrainer
 
@@ -29,22 +34,28 @@ def ddp_result(tmp_path_factory):
     return root, options, result
 
 
-def test_two_processes_train_and_report(ddp_result):
-    root, _, result = ddp_result
+def test_two_processes_train_once_and_rank_0_reports(ddp_result):
+    """Two ranks ran; rank 0 alone wrote the result file (what ``run`` returned) and the one
+    checkpoint, and that checkpoint holds trained weights, not the seeded initial ones."""
+    root, options, result = ddp_result
     assert result["config"]["world_size"] == 2 and result["config"]["single_spec"] is False
-    assert (root / "ddp.json").is_file()
-    assert all(0.0 <= v <= 1.0 for v in result["test"].values())
+    on_disk = json.loads((root / "ddp.json").read_text())
+    assert on_disk["test"] == result["test"] and on_disk["valid"] == result["valid"]
+    assert on_disk["best_valid_score"] == result["best_valid_score"] > 0
+    checkpoints = list((root / "saved").glob("SASRec-*.pth"))
+    assert len(checkpoints) == 1
+    trained = torch.load(checkpoints[0], weights_only=False)["state_dict"]
+    config = MLConfig("SASRec", "microlens-sample", config_dict=options)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])  # as rank 0 seeds its model
+    initial = get_model("SASRec")(config, train._dataset).state_dict()
+    assert trained.keys() == initial.keys()
+    assert any(not torch.equal(trained[name].cpu(), initial[name]) for name in initial)
 
 
 def test_gathered_ranking_equals_single_process_ranking(ddp_result):
     """Re-evaluating rank 0's checkpoint in one process gives the DDP (gathered) test metrics."""
     root, options, result = ddp_result
-    from recbole_microlens.data.recbole.loaders import data_preparation
-
-    from recbole_microlens.config.configurator import MLConfig
-    from recbole_microlens.data.recbole.dataset import create_dataset
-    from recbole_microlens.model import get_model
-
     config = MLConfig("SASRec", "microlens-sample", config_dict=options)
     train, _, test = data_preparation(config, create_dataset(config))
     trainer = MLTrainer(config, get_model("SASRec")(config, train._dataset))
