@@ -1,6 +1,6 @@
 """One all-MiniLM-L6-v2 layer alone, forward and backward: the arithmetic floor of a top-1 step.
 
-    python benchmarks/bare_minilm_layer.py --tokens 56206 --items 2086 --repeats 5
+    python -m benchmarks.bare_minilm_layer --tokens 56206 --items 2086 --repeats 5
 
 A check on ``text_topk_profile.py --json`` that shares none of its code: transformers' own
 ``BertLayer``, MiniLM's last (384 wide, 1536 FFN, 12 heads, its real weights), in train mode (dropout

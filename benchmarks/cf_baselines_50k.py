@@ -1,7 +1,7 @@
 """Every ID model of Table 2 on MicroLens-50k under the official protocol, one table.
 
-    python benchmarks/cf_baselines_50k.py --raw-dir ../shared/data/microlens-50k
-    python benchmarks/cf_baselines_50k.py --dataset microlens-sample --epochs 1   # smoke run
+    python -m benchmarks.cf_baselines_50k --raw-dir DIR
+    python -m benchmarks.cf_baselines_50k --dataset microlens-sample --epochs 1   # smoke run
 
 Converts the raw files once into benchmarks/out/atomic_files (the sample is generated there on
 first use instead), trains each model in its own process (peak memory per model) with the same
@@ -9,40 +9,28 @@ sizes, learning rate, batch and epoch budget, and prints HR/NDCG@10/20 on test, 
 epoch, the paper's MicroLens-100K numbers beside them, and whether the ordering matches the
 paper's: every sequential model (SR) ahead of every CF model.
 
-``--override MODEL:KEY=VALUE`` changes one model's setting (BENCHMARKS.md section 8 lists the
-ones behind its table); a result file trained with the same settings is reused (``--rerun``
+``--override MODEL:KEY=VALUE`` changes one model's setting (results/microlens-50k.md lists
+the ones behind its rows); a result file trained with the same settings is reused (``--rerun``
 trains again), so a long table can be assembled over several runs.
 
 ``--lrs 0.001 0.01`` trains each model once per learning rate, validating every epoch with early
 stopping (``--stopping-step``), and keeps for each model the rate whose best **valid** score
 (NDCG@10) is higher; the test split of the other rate is printed only as its valid score:
 
-    python benchmarks/cf_baselines_50k.py --raw-dir ../shared/data/microlens-50k \
+    python -m benchmarks.cf_baselines_50k --raw-dir DIR \
         --models DSSM LightGCN NextItNet GRU4Rec SASRec --lrs 0.001 0.01 --epochs 15 \
         --stopping-step 3 --override LightGCN:epochs=6
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from tabulate import tabulate
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
-sys.path.insert(0, str(HERE))
-
-from train_microlens50k import METRICS, OUT  # noqa: E402
-from train_microlens50k import shared_settings as id_baseline_settings  # noqa: E402
-from result_reuse import trained_alike  # noqa: E402
-
-HEADERS = ["HR@10", "NDCG@10", "HR@20", "NDCG@20"]  # the paper's names (one positive: Recall = HR)
-SAMPLE = "microlens-sample"
+from benchmarks.common import (HEADERS, OUT, add_shared_arguments, in_subprocess,
+                               prepare_dataset, reusable, shared_settings, test_metrics)
 
 # Table 2 of the paper (MicroLens-100K): HR@10, NDCG@10, HR@20, NDCG@20.
 PAPER_100K = {
@@ -59,34 +47,6 @@ PAPER_100K = {
 }
 CF_MODELS = ["DSSM", "LightGCN", "NFM", "DeepFM", "YouTubeID", "MMGCNID", "GRCNID"]
 SR_MODELS = ["NextItNet", "GRU4Rec", "SASRec"]
-
-
-def shared_settings(args, dataset: str) -> dict:
-    """The ID-baseline benchmark's shared settings, plus the MLP size of the CF towers and how
-    often to validate (``--eval-step``, default once after the last epoch: one full ranking by
-    NFM or DeepFM costs minutes on a CPU, and every model then reports its final epoch)."""
-    settings = {**id_baseline_settings(args), "mlp_hidden_size": [args.dim], "dataset": dataset,
-                "eval_step": args.eval_step or args.epochs}
-    if args.stopping_step:
-        settings["stopping_step"] = args.stopping_step
-    return settings
-
-
-def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options this benchmark and title_features_50k.py share."""
-    parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
-    parser.add_argument("--dataset", default="microlens-50k")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--eval-step", type=int, default=None,
-                        help="validate every N epochs (default: only after the last one)")
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--stopping-step", type=int, default=None,
-                        help="early stopping after N validations without a better valid score "
-                             "(default: the whole --epochs budget)")
-    parser.add_argument("--rerun", action="store_true",
-                        help="train again models whose result file has the same settings")
 
 
 def parse_override(text: str) -> tuple[str, str, object]:
@@ -117,56 +77,6 @@ def result_path(dataset: str, model: str, overrides) -> Path:
     """``<dataset>-<model>[-key=value...].json``: runs with other overrides keep their files."""
     suffix = "".join(f"-{key}={value}" for name, key, value in overrides if name == model)
     return OUT / f"{dataset}-{model}{suffix}.json"
-
-
-def reusable(result_file: Path, model: str, settings: dict) -> bool:
-    """An earlier result trained with exactly the config these settings resolve to now."""
-    settings = dict(settings)
-    return trained_alike(result_file, model, settings.pop("dataset"), None, settings)
-
-
-def prepare_dataset(dataset: str, raw_dir: Path) -> None:
-    """Convert the raw release once; the embedded sample is generated on first use instead."""
-    if dataset == SAMPLE:
-        return
-    from recbole_microlens.data.raw.convert import convert_dataset
-    from recbole_microlens.data.stores.atomic import dataset_problem
-    from recbole_microlens.data.raw.readers import detect_raw_files
-
-    if dataset_problem(OUT / "atomic_files" / dataset, dataset) is not None:  # absent or incomplete
-        convert_dataset(detect_raw_files(raw_dir), dataset, OUT / "atomic_files")
-
-
-def run_model(model: str, settings: dict, result_file: Path) -> None:
-    """Train one row; its run id is its result file's name, so a row stopped for any reason
-    (a kill, the end of a session) continues from its last epoch when run again."""
-    from recbole_microlens.quick_start import run_recbole_ml
-    from recbole_microlens.trainer.resume import state_file_for
-
-    settings = {**settings, "result_file": str(result_file), "run_id": result_file.stem}
-    checkpoint_dir = ROOT / settings.get("checkpoint_dir", "saved")
-    state = state_file_for(checkpoint_dir / f"{model}-{settings['run_id']}.pth")
-    if state.is_file():
-        print(f"{model}: resuming {result_file.stem} from {state}", flush=True)
-    run_recbole_ml(model, settings.pop("dataset"), config_dict=settings,
-                   resume=state if state.is_file() else None)
-
-
-def in_subprocess(model: str, settings: dict, result_file: Path, rerun: bool = True) -> dict:
-    """One model per process, so peak memory and timings are its own; with ``rerun`` False, a
-    result file from the same settings is read instead."""
-    if not rerun and reusable(result_file, model, settings):
-        print(f"{model}: reusing {result_file}")
-        return json.loads(result_file.read_text())
-    command = [sys.executable, str(Path(__file__).resolve()), "--_child", model,
-               json.dumps(settings), str(result_file)]
-    subprocess.run(command, check=True, cwd=ROOT)
-    return json.loads(result_file.read_text())
-
-
-def test_metrics(result: dict) -> list[float]:
-    test = {key.lower(): value for key, value in result["test"].items()}
-    return [test[metric] for metric in METRICS]
 
 
 def row(name: str, kind: str, result: dict, paper: tuple | None) -> list:
@@ -258,12 +168,7 @@ def main():
     parser.add_argument("--report", action="store_true",
                         help="with --lrs: print the table from the result files there are, "
                              "training nothing")
-    parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args._child:
-        model, settings, result_file = args._child
-        run_model(model, json.loads(settings), Path(result_file))
-        return
 
     prepare_dataset(args.dataset, args.raw_dir)
     settings = shared_settings(args, args.dataset)

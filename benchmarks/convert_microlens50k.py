@@ -1,6 +1,6 @@
 """Convert the real MicroLens-50k and check the official statistics.
 
-    python benchmarks/convert_microlens50k.py --raw-dir /work/shared/data/microlens-50k
+    python -m benchmarks.convert_microlens50k --raw-dir DIR
 """
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from recbole_microlens.cli.commands import statistics_table  # noqa: E402
-from recbole_microlens.data.raw.convert import convert_dataset  # noqa: E402
-from recbole_microlens.data.raw.readers import detect_raw_files  # noqa: E402
+from benchmarks.common import OUT
+from recbole_microlens.cli.commands import statistics_table
+from recbole_microlens.data.raw.convert import convert_dataset
+from recbole_microlens.data.raw.readers import detect_raw_files
 
 # Official MicroLens-50k numbers, and what the protocol (min 5, last 13, leave-one-out) must leave.
 EXPECTED = {
@@ -31,7 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw-dir", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--dataset", default="MicroLens-50k")
     args = parser.parse_args()
 

@@ -1,9 +1,9 @@
 """How the converter scales: synthetic pairs.tsv of 1M and 10M interactions, each converted in a
 fresh subprocess; wall time and the child's peak RSS (ru_maxrss via wait4).
 
-    python benchmarks/convert_scale.py                  # pairs.tsv, 1M and 10M
-    python benchmarks/convert_scale.py --format csv     # pairs.csv with ms timestamps
-    python benchmarks/convert_scale.py --sizes 1000000  # just 1M
+    python -m benchmarks.convert_scale                  # pairs.tsv, 1M and 10M
+    python -m benchmarks.convert_scale --format csv     # pairs.csv with ms timestamps
+    python -m benchmarks.convert_scale --sizes 1000000  # just 1M
 
 Synthetic data: sequence lengths uniform in 5..50, items drawn from a long-tailed distribution
 (item = n_items * u**3, u uniform), so popular items recur inside a sequence and exercise the

@@ -4,7 +4,7 @@ Generates ``--clips`` H.264 1280x720 clips of 10-30 s at 30 or 60 fps into bench
 for reruns), then builds the default frame store (5 frames, interval 1, 224x224) three times:
 seeking with 1 and 2 worker processes, and decoding from the start with 1 worker.
 
-    python benchmarks/frame_store.py [--clips 12]
+    python -m benchmarks.frame_store [--clips 12]
 """
 from __future__ import annotations
 
@@ -13,19 +13,16 @@ import json
 import os
 import resource
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import av
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a source checkout
+from benchmarks.common import OUT as BENCHMARKS_OUT
+from recbole_microlens.data.stores.media import FrameSpec, build_frame_store
 
-from recbole_microlens.data.stores.media import FrameSpec, build_frame_store  # noqa: E402
-
-OUT = ROOT / "benchmarks" / "out" / "frame_store"
+OUT = BENCHMARKS_OUT / "frame_store"
 WIDTH, HEIGHT = 1280, 720
 SECONDS = (10, 30)
 FRAME_RATES = (30, 60)

@@ -1,7 +1,7 @@
 """VideoRec on a GPU, ready to measure: one script, under 10 minutes on one GPU.
 
-    python benchmarks/gpu_videorec.py --raw-dir ../shared/data/microlens-50k   # a GPU machine
-    python benchmarks/gpu_videorec.py --tiny                                   # CPU, seconds (CI)
+    python -m benchmarks.gpu_videorec --raw-dir DIR   # a GPU machine
+    python -m benchmarks.gpu_videorec --tiny          # CPU, seconds (CI)
 
 1. The test suite on the GPU (``--tests``; RecBole puts every model on CUDA when one is
    visible), under a time budget, its summary line kept.
@@ -34,26 +34,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
-sys.path.insert(0, str(HERE))
+from tabulate import tabulate
 
-from tabulate import tabulate  # noqa: E402
-from videorec_efficiency import passes_per_epoch  # noqa: E402
+from benchmarks.common import OUT, ROOT, prepared_data
+from benchmarks.videorec_efficiency import passes_per_epoch
+from recbole_microlens.config.configurator import MLConfig
+from recbole_microlens.data.stores.item_inputs import ItemInputs, clips_to_tensor
+from recbole_microlens.encoders import ENCODERS, build_encoder
+from recbole_microlens.evaluator.results import peak_rss_mb
+from recbole_microlens.model import get_model
+from recbole_microlens.model.layers import EncoderItemTower
+from recbole_microlens.precision import bf16_safe_kernels
+from recbole_microlens.trainer.trainer import MLTrainer
 
-from recbole_microlens.config.configurator import MLConfig  # noqa: E402
-from recbole_microlens.data.recbole.dataset import create_dataset  # noqa: E402
-from recbole_microlens.data.stores.item_inputs import ItemInputs, clips_to_tensor  # noqa: E402
-from recbole_microlens.data.recbole.loaders import data_preparation  # noqa: E402
-from recbole_microlens.encoders import ENCODERS, build_encoder  # noqa: E402
-from recbole_microlens.model import get_model  # noqa: E402
-from recbole_microlens.model.layers import EncoderItemTower  # noqa: E402
-from recbole_microlens.precision import bf16_safe_kernels  # noqa: E402
-from recbole_microlens.evaluator.results import peak_rss_mb  # noqa: E402
-from recbole_microlens.trainer.trainer import MLTrainer  # noqa: E402
-
-OUT = HERE / "out"
 PATHS = {"naive": (False, False), "unique": (True, False), "unique + trunk cache": (True, True)}
 
 
@@ -245,7 +238,7 @@ def main(argv=None) -> dict:
             report["tests"] = run_tests(args.tests_budget)
             print("tests:", report["tests"], flush=True)
         config = MLConfig("SASRec", args.dataset, config_dict=base_settings(args, work))
-        train, _, _ = data_preparation(config, create_dataset(config))
+        train, _, _ = prepared_data(config)
         batches = [b for b, _ in zip(train, range(args.steps + 1))]
         warmup, batches = (None, batches[:args.steps]) if args.tiny else (batches[0], batches[1:])
         torch.manual_seed(0)

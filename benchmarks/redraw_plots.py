@@ -1,21 +1,21 @@
-"""Redraw the committed figures under benchmarks/plots/ from the numbers BENCHMARKS.md publishes.
+"""Redraw the committed figures under benchmarks/plots/ from the numbers results/ publishes.
 
-    python benchmarks/redraw_plots.py            # rewrites the PNGs in place
-    python benchmarks/redraw_plots.py --check    # only checks that every table below parses
+    python -m benchmarks.redraw_plots            # rewrites the PNGs in place
+    python -m benchmarks.redraw_plots --check    # only checks that every table below parses
 
 Where the numbers come from: the benchmark scripts draw these figures from their result files
 (``benchmarks/out/...``), which are not kept (``benchmarks/out/`` is gitignored) and are not on
 the machine where the figures were restyled. Every number a figure shows is also printed in a
-table of BENCHMARKS.md, so this script reads those tables (found by their header row, nothing
-typed in by hand) and draws them with the report's plotting code (``recbole_microlens.report``),
+table of a results page (``results/*.md``), so this script reads those tables (found by their
+header row, whichever page holds it; nothing typed in by hand) and draws them with the report's plotting code (``recbole_microlens.report``),
 the same functions the benchmark scripts call. The paper's markers come from
 ``properties/reference/paper_table2.yaml``, as in the report. Two consequences:
 
 * the tables print 4 decimals, so a ratio panel recomputes each ratio from rounded HR@10 values
   (group 2 of SASRecID+T: 0.0046 / 0.0005 = 9.2, where the table's ratio column, from the
   unrounded values, says 9.33); bars are exact to the table's precision;
-* the Warm-20 and Warm-50 popularity figures of section 7 (``studies_50k/popularity-
-  microlens-50k-warm{20,50}.png``) have no per-group table in BENCHMARKS.md, so they cannot be
+* the Warm-20 and Warm-50 popularity figures of the Warm-N study (``studies_50k/popularity-
+  microlens-50k-warm{20,50}.png``) have no published per-group table, so they cannot be
   redrawn from published numbers and were removed; rerun ``benchmarks/studies_50k.py`` to draw
   them from fresh result files.
 
@@ -24,29 +24,31 @@ All runs are single-seed (no error bars).
 from __future__ import annotations
 
 import argparse
-import re
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-BENCHMARKS = ROOT / "BENCHMARKS.md"
+from benchmarks.common import HERE, ROOT
+
+RESULTS = ROOT / "results"
 PLOTS = HERE / "plots"
-sys.path.insert(0, str(ROOT))
 
 METRIC_COLUMNS = {"HR@10": "hit@10", "NDCG@10": "ndcg@10", "HR@20": "hit@20", "NDCG@20": "ndcg@20"}
 STUDY_DATASETS = {"microlens-50k": "microlens-50k", "Warm-20": "microlens-50k-warm20",
                   "Warm-50": "microlens-50k-warm50"}
 
 
+def published_text() -> str:
+    """Every results page, one after another: a table is found by its header wherever it is."""
+    return "\n\n".join(page.read_text(encoding="utf-8") for page in sorted(RESULTS.rglob("*.md")))
+
+
 def markdown_table(text: str, header_start: str) -> list[dict[str, str]]:
     """The rows (header -> cell, ``**`` stripped) of the first table whose header row starts with
-    ``header_start``; an error naming the header when BENCHMARKS.md has no such table."""
+    ``header_start``; an error naming the header when the results pages have no such table."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines)
                   if line.replace(" ", "").startswith(header_start.replace(" ", ""))), None)
     if start is None:
-        raise SystemExit(f"{BENCHMARKS}: no table whose header starts with {header_start!r}")
+        raise SystemExit(f"{RESULTS}: no table whose header starts with {header_start!r}")
     split = lambda line: [cell.strip().strip("*") for cell in line.strip().strip("|").split("|")]
     headers = split(lines[start])
     rows = []
@@ -79,7 +81,7 @@ def summary(name: str, model: str, dataset: str = "microlens-50k", *, test=None,
             by_popularity=None, item_tower: str = "id", side_features=(), warm: int = 0):
     from recbole_microlens.report import RunSummary
 
-    return RunSummary(path=BENCHMARKS, model=model, dataset=dataset,
+    return RunSummary(path=RESULTS, model=model, dataset=dataset,
                       sequential=not model.startswith("DSSM"),
                       item_tower=item_tower, item_encoder=None, finetune=None,
                       side_features=tuple(side_features), warm=warm, test=test or {},
@@ -87,7 +89,7 @@ def summary(name: str, model: str, dataset: str = "microlens-50k", *, test=None,
 
 
 def title_content(text: str) -> list:
-    """Section 5 (issue 11): ID SASRec, SASRecID+T and frozen titles by popularity group."""
+    """ID SASRec, SASRecID+T and frozen titles (d=128) by popularity group."""
     rows = markdown_table(text, "| group | items | train interactions/item | test users | ID SASRec")
     runs = [("ID SASRec", "ID SASRec", "SASRec", "id"),  # name (title_content_50k.ROWS), column
             ("SASRecID+T", "SASRecID+T", "SASRecIDV", "id+features"),
@@ -97,7 +99,7 @@ def title_content(text: str) -> list:
 
 
 def title_features(text: str) -> dict[str, list]:
-    """Section 8: SASRecID+T over SASRecID and DSSMID+T over DSSM, by popularity group. The
+    """SASRecID+T over SASRecID and DSSMID+T over DSSM, by popularity group. The
     table has two "ratio" columns; the per-run columns are what the figures need."""
     rows = markdown_table(text, "| group | items | train interactions / item | test users | SASRecID")
     pairs = {"SASRecID+T": ("SASRecID", "SASRec", "SASRecIDV"),
@@ -109,7 +111,7 @@ def title_features(text: str) -> dict[str, list]:
 
 
 def studies(text: str) -> tuple[list, list]:
-    """Section 7: the four study runs' test metrics, and SASRec / SASRecID+Pop by group."""
+    """The Warm-N and side-feature runs' test metrics, and SASRec / SASRecID+Pop by group."""
     overall = []
     for row in markdown_table(text, "| model | dataset | HR@10 | NDCG@10 | HR@20 | NDCG@20 | paper HR@10"):
         dataset = STUDY_DATASETS[row["dataset"]]
@@ -127,7 +129,7 @@ def studies(text: str) -> tuple[list, list]:
 
 
 def tune_trials(text: str) -> list[dict]:
-    """Section 6: the sweep's trials as tune/outputs.py's rows."""
+    """The Ray Tune sweep's trials as tune/outputs.py's rows."""
     from recbole_microlens.tune.space import EMBEDDING_SIZE, SELECTION
 
     return [{"trial": f"lr{row['learning rate']}_d{row['embedding size']}", "status": "completed",
@@ -142,7 +144,7 @@ def main(argv=None) -> None:
     parser.add_argument("--check", action="store_true", help="parse the tables, draw nothing")
     parser.add_argument("--out", type=Path, default=PLOTS, help=f"default: {PLOTS}")
     args = parser.parse_args(argv)
-    text = BENCHMARKS.read_text(encoding="utf-8")
+    text = published_text()
     content, features, (overall, study_groups), trials = (
         title_content(text), title_features(text), studies(text), tune_trials(text))
     if args.check:

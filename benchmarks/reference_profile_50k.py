@@ -1,7 +1,7 @@
 """ID SASRec on MicroLens-50k: the reference code's training option by option, against our defaults.
 
-    python benchmarks/reference_profile_50k.py --raw-dir ../shared/data/microlens-50k
-    python benchmarks/reference_profile_50k.py --dataset microlens-sample --epochs 1 --seeds 1  # smoke
+    python -m benchmarks.reference_profile_50k --raw-dir DIR
+    python -m benchmarks.reference_profile_50k --dataset microlens-sample --epochs 1 --seeds 1  # smoke
 
 Every run: d=128 (FFN 4 x d), lr 1e-3, batch 512, AdamW (weight decay 0.1), early stopping after
 ``--stopping-step`` validations without a better selection score, at most ``--epochs`` epochs; the
@@ -15,7 +15,7 @@ test split is read once, for the selected epoch. Rows:
 The three headline rows run ``--seeds`` seeds each (mean +- std); the single-option rows the
 first ``--option-seeds`` of them (default 1; ``--report`` shows every seed trained). Each run
 is its own process (peak memory per run); a result file is reused when the config it was
-trained with equals the config the run resolves to now, defaults included (``result_reuse.py``;
+trained with equals the config the run resolves to now, defaults included (``common.trained_alike``;
 ``--rerun`` trains again). Prints valid and test HR/NDCG@10, the
 popularity-bias metrics of the test lists, seconds per epoch, per validation and for the test
 ranking.
@@ -27,22 +27,15 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 from tabulate import tabulate
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
-sys.path.insert(0, str(HERE))
-
-from result_reuse import trained_alike  # noqa: E402
-from train_microlens50k import OUT, convert_once  # noqa: E402
+from benchmarks.common import OUT, ROOT, convert_once, run_module, trained_alike
 
 REFERENCE = str(ROOT / "properties" / "profile" / "reference.yaml")
-# The defaults before section 11 chose slot candidates and left padding for SASRec on valid.
+# The defaults before the reference-profile study (results/studies.md) chose slot candidates and
+# left padding for SASRec on valid.
 BEFORE = {"inbatch_candidates": "unique", "padding_side": "right"}
 # rows run with every seed: name -> (config files, overrides)
 HEADLINE = {
@@ -103,8 +96,7 @@ def run_one(dataset, config_files, config_dict, result_file: Path, rerun: bool) 
         return json.loads(result_file.read_text())
     result_file.parent.mkdir(parents=True, exist_ok=True)
     wanted = {"config_files": config_files, "config_dict": config_dict}
-    command = [sys.executable, __file__, "--_child", dataset, json.dumps(wanted), str(result_file)]
-    subprocess.run(command, check=True, cwd=ROOT)
+    run_module("reference_profile_50k", "--_child", dataset, json.dumps(wanted), str(result_file))
     return json.loads(result_file.read_text())
 
 

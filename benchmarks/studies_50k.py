@@ -1,7 +1,7 @@
 """The paper's Warm-N and side-feature studies for SASRec on MicroLens-50k, with the report.
 
-    python benchmarks/studies_50k.py --raw-dir /work/shared/data/microlens-50k
-    python benchmarks/studies_50k.py --smoke     # the same recipe on a generated sample, 1 epoch
+    python -m benchmarks.studies_50k --raw-dir DIR
+    python -m benchmarks.studies_50k --smoke     # the same recipe on a generated sample, 1 epoch
 
 Trains SASRec on the regular dataset and on Warm-20 and Warm-50 (each level its own store,
 ``microlens-50k-warm20``, ..., converted on first use into benchmarks/out/atomic_files), and
@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
-OUT = HERE / "out"
+from benchmarks.common import DATASET, HERE, OUT, ROOT
+
 PLOTS = HERE / "plots" / "studies_50k"
-DATASET = "microlens-50k"
 # The smoke run's sample has about 10 interactions per item: Warm-20 would leave nothing.
 SMOKE = {"dataset": "smoke", "warm": [5, 8], "epochs": 1, "dim": 16, "batch_size": 64}
 

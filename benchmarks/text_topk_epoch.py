@@ -1,6 +1,6 @@
 """One epoch of SASRec over titles (MiniLM, top-1 fine-tuning) against one ID SASRec epoch.
 
-    python benchmarks/text_topk_epoch.py --raw-dir ../shared/data/microlens-50k
+    python -m benchmarks.text_topk_epoch --raw-dir DIR
 
 Runs the two user commands one after the other, each in its own process, at the same sizes:
 
@@ -23,13 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
+from tabulate import tabulate
 
-from tabulate import tabulate  # noqa: E402
-from train_microlens50k import DATASET, OUT, convert_once  # noqa: E402
+from benchmarks.common import DATASET, OUT, ROOT, convert_once
 
 
 def command(model: str, args, extra: list[str]) -> list[str]:

@@ -1,6 +1,6 @@
 """Where one training step of SASRecV over titles (MiniLM, top-1 fine-tuning) spends its time.
 
-    python benchmarks/text_topk_profile.py --raw-dir ../shared/data/microlens-50k
+    python -m benchmarks.text_topk_profile --raw-dir DIR
 
 On the real MicroLens-50k training batches, with the real all-MiniLM-L6-v2 weights and the
 trunk cache (MiniLM's embeddings and first 5 layers frozen and cached; layer 6, the pool and the
@@ -9,7 +9,7 @@ trained layer, and, from torch's profiler, the time of the cache read, the forwa
 backward and the heaviest operators. Each variant (the switches of `efficiency.py`) is timed on
 the same batches, in one process, after one warm-up step.
 
-    python benchmarks/text_topk_profile.py --raw-dir DIR --steps 5 --variants grouped --json OUT
+    python -m benchmarks.text_topk_profile --raw-dir DIR --steps 5 --variants grouped --json OUT
 
 ``--json`` also times the step as training runs it (no profiler): the median seconds of one
 whole step through the trainer's own epoch loop (``step_s``), the real title tokens the trained
@@ -22,29 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
+from tabulate import tabulate
 
-from tabulate import tabulate  # noqa: E402
-from train_microlens50k import DATASET, OUT, convert_once  # noqa: E402
-
-from recbole_microlens.config.configurator import MLConfig  # noqa: E402
-from recbole_microlens.data.recbole.dataset import create_dataset  # noqa: E402
-from recbole_microlens.data.recbole.loaders import data_preparation  # noqa: E402
-from recbole_microlens.data.stores.titles import minilm_folder  # noqa: E402
-from recbole_microlens.io import write_json_atomic  # noqa: E402
-from recbole_microlens.model import get_model  # noqa: E402
-from recbole_microlens.precision import bf16_safe_kernels  # noqa: E402
-from recbole_microlens.evaluator.results import peak_rss_mb  # noqa: E402
-from recbole_microlens.trainer.trainer import MLTrainer  # noqa: E402
+from benchmarks.common import DATASET, OUT, ROOT, convert_once, prepared_data
+from recbole_microlens.config.configurator import MLConfig
+from recbole_microlens.data.stores.titles import minilm_folder
+from recbole_microlens.evaluator.results import peak_rss_mb
+from recbole_microlens.io import write_json_atomic
+from recbole_microlens.model import get_model
+from recbole_microlens.precision import bf16_safe_kernels
+from recbole_microlens.trainer.trainer import MLTrainer
 
 # name -> (length_grouping, bf16): the plain path first
 # --variants name -> (label, length_grouping, bf16); bf16 is slow on CPUs without bf16 units
@@ -164,7 +156,7 @@ def main():
     convert_once(args.raw_dir)
 
     config = MLConfig("SASRecV", DATASET, config_dict=settings(args))
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = prepared_data(config)
     torch.manual_seed(0)
     trainer = MLTrainer(config, get_model("SASRecV")(config, train._dataset))
     started = time.perf_counter()

@@ -2,9 +2,9 @@
 frozen and fine-tuned, beside ID SASRec and SASRecID+T, under one protocol.
 
     pip install -c constraints.txt ".[minilm]"
-    python benchmarks/title_content_50k.py --raw-dir ../shared/data/microlens-50k
-    python benchmarks/title_content_50k.py --rows id id+t frozen          # what a CPU can train
-    python benchmarks/title_content_50k.py --dataset microlens-sample --epochs 1   # smoke run
+    python -m benchmarks.title_content_50k --raw-dir DIR
+    python -m benchmarks.title_content_50k --rows id id+t frozen          # what a CPU can train
+    python -m benchmarks.title_content_50k --dataset microlens-sample --epochs 1   # smoke run
 
 Every row: SASRec at ``--dim`` (FFN 4 x dim), lr 1e-3, batch 512, validated every epoch, early
 stopping after ``--stopping-step`` validations without a better valid NDCG@10, at most
@@ -23,7 +23,7 @@ Each row runs in its own process; a result file trained with the same settings i
 ID SASRec (Table 12's parity), the paper's finding 5 (top-k > full > frozen) where those rows
 exist, and the per-group table; the plot goes to benchmarks/plots/title_content_50k/.
 The fine-tuned rows re-encode every distinct title of a batch through the trained layers
-(BENCHMARKS.md section 9: about 8 minutes per top-1 epoch on 2 idle CPU cores); a stopped row
+(results/costs.md: about 8 minutes per top-1 epoch on 2 idle CPU cores); a stopped row
 resumes from its last epoch when the command is run again.
 """
 from __future__ import annotations
@@ -36,9 +36,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from cf_baselines_50k import (HEADERS, OUT, ROOT, add_shared_arguments, in_subprocess,
-                              prepare_dataset, shared_settings, test_metrics)
-from title_features_50k import FEATURES_FILE, extract_title_features
+from benchmarks.common import (HEADERS, OUT, ROOT, add_shared_arguments, in_subprocess,
+                               prepare_dataset, shared_settings, test_metrics)
+from benchmarks.title_features_50k import FEATURES_FILE, extract_title_features
 
 POPULARITY_GROUPS = 5
 PLOTS = ROOT / "benchmarks" / "plots" / "title_content_50k"
@@ -67,9 +67,10 @@ def text_tower(title_tokens: int, encoder_lr: float) -> dict:
             "title_max_length": title_tokens, "encoder_learning_rate": encoder_lr}
 
 
-# The table in BENCHMARKS.md was measured before SASRec's defaults became slot candidates and left
-# padding (section 11); every row keeps that layout, so the rows compare like for like and the
-# recipe reproduces the published table. --current-defaults trains under today's defaults.
+# The published rows (results/microlens-50k.md) were measured before SASRec's defaults became slot
+# candidates and left padding (results/studies.md, the reference profile); every row keeps that
+# layout, so the rows compare like for like and the recipe reproduces the published table.
+# --current-defaults trains under today's defaults.
 MEASURED_LAYOUT = {"inbatch_candidates": "unique", "padding_side": "right"}
 
 

@@ -1,11 +1,11 @@
 """VIDRec with text: SASRecID+T and DSSMID+T on frozen all-MiniLM-L6-v2 title features,
 beside their ID-only versions, on MicroLens-50k under the official protocol.
 
-    python benchmarks/title_features_50k.py --raw-dir ../shared/data/microlens-50k
-    python benchmarks/title_features_50k.py --dataset microlens-sample --epochs 1   # smoke run
+    python -m benchmarks.title_features_50k --raw-dir DIR
+    python -m benchmarks.title_features_50k --dataset microlens-sample --epochs 1   # smoke run
 
-Converts once (shared with cf_baselines_50k.py), extracts the title features once with
-``recbole-microlens extract-features --encoder minilm --encoder-checkpoint <minilm_folder()>``
+Converts once (as cf_baselines_50k.py, through common.py), extracts the title features once
+with ``recbole-microlens extract-features --encoder minilm --encoder-checkpoint <minilm_folder()>``
 (resumable; reused when complete), then trains the four models, each in its own process with
 the same sizes and budget, and prints test HR/NDCG@10/20, seconds per epoch and what the frozen
 title features change against the ID-only model, overall and per training-popularity group (the
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from cf_baselines_50k import (HEADERS, OUT, ROOT, add_shared_arguments, in_subprocess,
-                              prepare_dataset, shared_settings, test_metrics)
+from benchmarks.common import (HEADERS, OUT, ROOT, add_shared_arguments, in_subprocess,
+                               prepare_dataset, shared_settings, test_metrics)
 
 FEATURES_FILE = "features/minilm.npy"  # extract-features' default output, inside the dataset folder
 # paper name -> (class, uses the title features)

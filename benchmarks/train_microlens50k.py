@@ -1,6 +1,6 @@
 """ID baselines on MicroLens-50k under the official protocol, beside stock RecBole SASRec.
 
-    python benchmarks/train_microlens50k.py --raw-dir ../shared/data/microlens-50k
+    python -m benchmarks.train_microlens50k --raw-dir DIR
 
 Converts the raw files (once) into benchmarks/out/atomic_files, then trains each model in its
 own process (so peak memory is per model) and prints one table: HR/NDCG@10/20, seconds per
@@ -13,48 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tabulate import tabulate
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
-OUT = HERE / "out"
-DATASET = "microlens-50k"
-METRICS = ["hit@10", "ndcg@10", "hit@20", "ndcg@20"]
-
-
-def shared_settings(args) -> dict:
-    """What every run shares, ours and stock alike (CPU-feasible sizes, same for all models)."""
-    return {
-        "data_path": str(OUT / "atomic_files"),
-        "checkpoint_dir": str(OUT / "saved"),
-        "epochs": args.epochs,
-        "stopping_step": args.epochs,  # fixed epoch budget: comparable seconds per epoch
-        "learning_rate": args.lr,
-        "train_batch_size": args.batch_size,
-        "eval_batch_size": 2048,
-        "hidden_size": args.dim,
-        "inner_size": 4 * args.dim,
-        "embedding_size": args.dim,
-        "show_progress": False,
-        "seed": 2024,
-    }
-
-
-def convert_once(raw_dir: Path) -> dict:
-    from recbole_microlens.data.raw.convert import convert_dataset
-    from recbole_microlens.data.stores.atomic import dataset_problem
-    from recbole_microlens.data.raw.readers import detect_raw_files
-
-    meta_file = OUT / "atomic_files" / DATASET / f"{DATASET}.meta.json"
-    if dataset_problem(meta_file.parent, DATASET) is not None:  # absent, or incomplete
-        convert_dataset(detect_raw_files(raw_dir), DATASET, OUT / "atomic_files")
-    return json.loads(meta_file.read_text())
+from benchmarks.common import DATASET, METRICS, OUT, ROOT, convert_once, run_module
+from benchmarks.common import id_baseline_settings as shared_settings
 
 
 def run_ours(model: str, settings: dict, result_file: Path) -> None:
@@ -110,8 +75,7 @@ def run_stock_sasrec(settings: dict, result_file: Path) -> None:
 
 
 def in_subprocess(kind: str, model: str, settings: dict, result_file: Path) -> dict:
-    command = [sys.executable, __file__, "--_child", kind, model, json.dumps(settings), str(result_file)]
-    subprocess.run(command, check=True, cwd=ROOT)
+    run_module("train_microlens50k", "--_child", kind, model, json.dumps(settings), str(result_file))
     return json.loads(result_file.read_text())
 
 

@@ -1,6 +1,6 @@
 """SASRec's learning rate x embedding size grid (paper, section 3.2) on MicroLens-50k, at CPU sizes.
 
-    python benchmarks/tune_sasrec_50k.py --raw-dir ../shared/data/microlens-50k
+    python -m benchmarks.tune_sasrec_50k --raw-dir DIR
 
 Converts the raw files (once) into benchmarks/out/atomic_files, then sweeps lr {1e-4, 1e-3} x
 embedding size {32, 64} with Ray Tune (``recbole_microlens.tune.run_tune``), 2 trials at a time
@@ -13,24 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
-OUT = HERE / "out"
+from benchmarks.common import DATASET as FULL_DATASET
+from benchmarks.common import OUT, ROOT, convert_once
+
 DATA = OUT / "atomic_files"
-FULL_DATASET = "microlens-50k"
-
-
-def convert_once(raw_dir: Path) -> None:
-    from recbole_microlens.data.raw.convert import convert_dataset
-    from recbole_microlens.data.raw.readers import detect_raw_files
-
-    if not (DATA / FULL_DATASET / f"{FULL_DATASET}.meta.json").is_file():
-        convert_dataset(detect_raw_files(raw_dir), FULL_DATASET, DATA)
 
 
 def grid(args) -> dict:

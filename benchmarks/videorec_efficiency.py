@@ -1,6 +1,6 @@
 """What VideoRec training costs on MicroLens-50k interactions, and what the trainer saves.
 
-    python benchmarks/videorec_efficiency.py --raw-dir ../shared/data/microlens-50k
+    python -m benchmarks.videorec_efficiency --raw-dir DIR
 
 Frames are generated (uint8, one memory-mapped store, as the media pipeline writes them) for
 every item, and SASRecV with a small video encoder (`--encoder`, `--size`) trains on the real
@@ -19,30 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # measure this checkout's code, installed or not
+from tabulate import tabulate
 
-from tabulate import tabulate  # noqa: E402
-
-from recbole_microlens.config.configurator import MLConfig  # noqa: E402
-from recbole_microlens.data.recbole.dataset import create_dataset  # noqa: E402
-from recbole_microlens.data.stores.item_inputs import ItemInputs, clips_to_tensor  # noqa: E402
-from recbole_microlens.data.recbole.loaders import data_preparation  # noqa: E402
-from recbole_microlens.encoders import ENCODERS, build_encoder  # noqa: E402
-from recbole_microlens.model import get_model  # noqa: E402
-from recbole_microlens.model.layers import EncoderItemTower  # noqa: E402
-from recbole_microlens.trainer.trainer import MLTrainer  # noqa: E402
-
-OUT = HERE / "out"
-DATASET = "microlens-50k"
+from benchmarks.common import DATASET, OUT, ROOT, prepared_data
+from recbole_microlens.config.configurator import MLConfig
+from recbole_microlens.data.stores.item_inputs import ItemInputs, clips_to_tensor
+from recbole_microlens.encoders import ENCODERS, build_encoder
+from recbole_microlens.model import get_model
+from recbole_microlens.model.layers import EncoderItemTower
+from recbole_microlens.trainer.trainer import MLTrainer
 
 
 class GeneratedFrames:
@@ -138,7 +129,7 @@ def main():
 
     id_config = build_config(args, "SASRec")
     id_config["raw_data_path"] = str(args.raw_dir)
-    train, _, _ = data_preparation(id_config, create_dataset(id_config))
+    train, _, _ = prepared_data(id_config)
     batches = [b for b, _ in zip(train, range(args.steps + 1))]
     warmup, batches = batches[0], batches[1:]
     steps_per_epoch = len(train)

@@ -1,12 +1,8 @@
 """A benchmark reuses an earlier result only if it was trained with the config a run resolves to
 now: a change of the project's defaults (a yaml key no benchmark passes) makes it train again."""
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from result_reuse import resolved_config, trained_alike  # noqa: E402
+from benchmarks.common import resolved_config, trained_alike
 
 
 def test_a_result_from_other_defaults_is_not_reused(tmp_path):

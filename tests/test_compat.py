@@ -154,9 +154,9 @@ print("TEST_RESULT", json.dumps({key: float(value) for key, value in result["tes
 
 
 def test_stock_run_recbole_passes_its_test_step_with_the_one_line_opt_in(tmp_path):
-    """The README's fix for a stock RecBole user: torch's own TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1,
+    """docs/serving.md's fix for a stock RecBole user: torch's own TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1,
     nothing else (the stock process never imports recbole_microlens; without the variable its
-    test step fails, see the test above). Its cost is bounded as the README says: our reader,
+    test step fails, see the test above). Its cost is bounded as that page says: our reader,
     which passes weights_only=True, still refuses a pickle under it."""
     import json
     import os

@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_videorec.py"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_tiny_mode_measures_every_path_of_both_encoders(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(tmp_path / "report.json")],
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # the checkout's code
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_videorec", "--tiny",
+                           "--out", str(tmp_path / "report.json")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())

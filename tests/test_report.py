@@ -293,15 +293,11 @@ def test_popularity_plot_colours_log_ratios_group_sizes_and_zero_versus_na(tmp_p
         assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0  # not clipped
 
 
-def test_the_committed_figures_redraw_from_the_tables_benchmarks_md_publishes(tmp_path, figures):
-    """benchmarks/redraw_plots.py: each figure's numbers are read from BENCHMARKS.md's tables."""
-    import sys
-    from pathlib import Path
+def test_the_committed_figures_redraw_from_the_tables_the_results_pages_publish(tmp_path, figures):
+    """benchmarks/redraw_plots.py: each figure's numbers are read from results/*.md's tables."""
+    from benchmarks import redraw_plots
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import redraw_plots
-
-    text = redraw_plots.BENCHMARKS.read_text(encoding="utf-8")
+    text = redraw_plots.published_text()
     content = redraw_plots.title_content(text)
     assert [s.label for s in content] == ["ID SASRec", "SASRecID+T", "titles, MiniLM frozen"]
     assert [s.by_popularity["1"]["hit@10"] for s in content] == [0.0004, 0.0047, 0.0122]
