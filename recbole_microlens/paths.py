@@ -28,3 +28,16 @@ def yaml_file(name_or_path, folder: str, what: str = "yaml") -> Path:
     known = sorted(p.stem for p in packaged.parent.glob("*.yaml"))
     raise MissingInputError(f"no {what} {str(name_or_path)!r}: not a file, and not one of "
                             f"the packaged ones {known}")
+
+
+def overall_default(key: str):
+    """``key``'s value in ``properties/overall.yaml``: the one default for code that runs without
+    a Config (the encoder registry, the command line, plain-value data APIs), so that those and a
+    training run never disagree."""
+    import yaml
+
+    with open(properties_dir() / "overall.yaml", encoding="utf-8") as handle:
+        defaults = yaml.safe_load(handle)
+    if key not in defaults:
+        raise KeyError(f"{key!r} is not a key of {properties_dir() / 'overall.yaml'}")
+    return defaults[key]

@@ -62,7 +62,9 @@ def test_table_keys_name_their_entry_or_fail_clearly():
     from recbole_microlens.model.layers import ITEM_TOWERS
     from recbole_microlens.model.options import choose
 
-    assert choose({"item_tower": None}, "item_tower", ITEM_TOWERS, default="id") is ITEM_TOWERS["id"]
+    assert choose({"item_tower": "id"}, "item_tower", ITEM_TOWERS) is ITEM_TOWERS["id"]
+    with pytest.raises(ValueError, match=r"item_tower None is unknown"):  # no default but the yaml's
+        choose({"item_tower": None}, "item_tower", ITEM_TOWERS)
     assert choose({"combination": "sum"}, "combination", ("concat", "sum")) == "sum"
     with pytest.raises(ValueError, match=r"item_tower 'idd' is unknown; choose one of \['encoder'"):
         choose({"item_tower": "idd"}, "item_tower", ITEM_TOWERS)

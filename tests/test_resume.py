@@ -181,3 +181,21 @@ def test_a_run_saved_before_a_key_existed_resumes_and_a_removed_key_is_refused(t
     state["config"]["a_key_this_version_removed"] = 1
     with pytest.raises(CheckpointError, match="a_key_this_version_removed"):
         check_same_run(state, config, "state.pth")
+
+
+def test_a_state_saved_when_title_max_length_was_unset_resumes_under_its_yaml_default(tmp_path):
+    """title_max_length: ~ cut titles to 64 tokens; the yaml now says 64: the same run."""
+    from recbole_microlens.errors import CheckpointError
+    from recbole_microlens.trainer.resume import check_same_run
+    from recbole_microlens.evaluator.results import jsonable_config
+    from tests.helpers import make_config, write_inter_file
+
+    write_inter_file(tmp_path, "tiny", {"u1": ["a", "b", "c"], "u2": ["b", "c", "d"]})
+    config = make_config(tmp_path, "tiny")
+    assert config["title_max_length"] == 64
+    state = {"model": "SASRec", "dataset": "tiny", "config": plain(jsonable_config(config))}
+    state["config"]["title_max_length"] = None
+    check_same_run(state, config, "state.pth")
+    state["config"]["title_max_length"] = 32
+    with pytest.raises(CheckpointError, match="title_max_length: 32 -> 64"):
+        check_same_run(state, config, "state.pth")

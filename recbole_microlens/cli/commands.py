@@ -10,6 +10,7 @@ from pathlib import Path
 from recbole_microlens.data.raw.convert import convert_dataset
 from recbole_microlens.data.raw.readers import detect_raw_files
 from recbole_microlens.errors import MissingInputError, exit_cleanly
+from recbole_microlens.paths import overall_default
 from recbole_microlens.cli.serve import add_commands as add_inference_commands
 from recbole_microlens.cli.tune import add_tune_arguments, run_tune_from_args, tune_exit_status
 
@@ -104,12 +105,15 @@ def _add_prepare_media(commands) -> None:
     parser.add_argument("--raw-dir", type=Path, help="raw folder with videos/ and covers/ "
                         "(default: <data-path>/<dataset>/raw)")
     parser.add_argument("--frames", type=int, default=5, help="frames per clip (default 5)")
-    parser.add_argument("--interval", type=int, default=1, help="frame interval (default 1)")
+    parser.add_argument("--interval", type=int, default=overall_default("frame_interval"),
+                        help="frame interval (default: frame_interval of overall.yaml, %(default)s)")
     parser.add_argument("--size", type=int, default=224, help="frame and cover size (default 224)")
     parser.add_argument("--tokenizer", type=Path, help="local tokenizer folder for titles "
                         "(default: a WordPiece trained on the titles)")
-    parser.add_argument("--title-max-length", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--title-max-length", type=int, default=overall_default("title_max_length"),
+                        help="tokens per title (default: title_max_length of overall.yaml, %(default)s)")
+    parser.add_argument("--workers", type=int, default=overall_default("media_workers"),
+                        help="decoding processes (default: media_workers of overall.yaml, %(default)s)")
     parser.set_defaults(run=run_prepare_media)
 
 
@@ -127,7 +131,7 @@ def run_prepare_media(args: argparse.Namespace) -> int:
     for kind, report in reports.items():
         print(f"{kind:<7} {report.folder}: {report.counts} ({report.seconds:.1f} s)")
     if (dataset_dir / f"{args.dataset}.titles.csv").is_file():
-        print(f"titles  {prepare_titles(dataset_dir, args.tokenizer, args.title_max_length)}")
+        print(f"titles  {prepare_titles(dataset_dir, args.tokenizer, max_length=args.title_max_length)}")
     return 0
 
 
@@ -237,7 +241,8 @@ def _add_extract_features(commands) -> None:
     parser.add_argument("--tokenizer-path", type=Path, metavar="DIR",
                         help="text encoders: tokenizer folder (default: the checkpoint folder)")
     parser.add_argument("--frames", type=int, help="frames per clip (default: the encoder's)")
-    parser.add_argument("--frame-interval", type=int, default=1, help="frame interval (default 1)")
+    parser.add_argument("--frame-interval", type=int, default=overall_default("frame_interval"),
+                        help="frame interval (default: frame_interval of overall.yaml, %(default)s)")
     parser.add_argument("--size", type=int,
                         help="frame/cover side in pixels (default: the encoder's)")
     parser.add_argument("--batch-size", type=int, default=64, help="items per forward (default 64)")

@@ -59,7 +59,7 @@ class EncoderChoice:
         return cls(config["item_encoder"], config["encoder_checkpoint"] or None, overrides,
                    config["tokenizer_path"] or None, config["item_modality"] or None,
                    "eager" if config["fused_attention"] is False else "sdpa",
-                   config["encoder_head"] or "features", bool(config["allow_missing_content"]))
+                   config["encoder_head"], bool(config["allow_missing_content"]))
 
     @property
     def spec(self):
@@ -90,10 +90,21 @@ def build_encoder_inputs(choice: EncoderChoice, item_tokens: list[str],
                           f"not item_modality {choice.modality}")
     input_spec, _ = split_overrides(spec.input, choice.overrides)
     if spec.modality == "text":
+        check_title_length(choice.overrides, source.title_max_length)
         tokenizer = resolve_tokenizer(choice.weights.path, choice.tokenizer_path)
         source = dataclasses.replace(source, tokenizer_path=tokenizer)
     require_content(item_tokens, spec.modality, source, allowed=choice.allow_missing_content)
     return build_item_inputs(item_tokens, spec.modality, input_spec, source)
+
+
+def check_title_length(overrides: dict, title_max_length: int) -> None:
+    """Titles are cut to ``title_max_length`` alone. An ``encoder_overrides`` ``max_tokens`` once
+    sized the title store when that key was unset; one that disagrees with it now is refused
+    rather than ignored."""
+    max_tokens = overrides.get("max_tokens", title_max_length)
+    if max_tokens != title_max_length:
+        raise ConfigError(f"encoder_overrides max_tokens {max_tokens} disagrees with "
+                          f"title_max_length {title_max_length}: set title_max_length instead")
 
 
 def build_item_encoder(choice: EncoderChoice, inputs: ItemInputs) -> ItemEncoder:

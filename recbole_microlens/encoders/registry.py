@@ -41,6 +41,7 @@ from recbole_microlens.encoders.weights import (
     torchvision_weights,
 )
 from recbole_microlens.errors import ConfigError
+from recbole_microlens.paths import overall_default
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # The MicroLens protocol: 5 frames of 224 x 224.
 PROTOCOL_FRAMES, PROTOCOL_SIZE = 5, 224
-# 64 WordPiece tokens cover ~97% of MicroLens-50k titles (median 20 words, 90th percentile 33).
-TITLE_TOKENS = 64
+# Tokens per title: the yaml's ``title_max_length``, the one value a run and the registry share.
+TITLE_TOKENS = overall_default("title_max_length")
 
 
 def _video(name: str, builder: Builder, fmt: CheckpointFormat, description: str,

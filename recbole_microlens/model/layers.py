@@ -254,7 +254,7 @@ def item_token_matrix(dataset, field: str) -> torch.Tensor:
 
 def _build_side_feature_tower(config, dataset, dim: int) -> SideFeatureItemTower:
     """ID + side features (paper Table 11: +Pop, +Tag), averaged."""
-    names = list(config["side_features"] or [])
+    names = config["side_features"]
     if not names:
         raise ConfigError("item_tower id+side needs side_features, e.g. [pop_bin, tags]")
     loaded = set(dataset.get_item_feature().columns)
@@ -284,20 +284,19 @@ def _build_encoder_tower(config, dataset, dim):
     item_tokens = list(dataset.field2id_token[dataset.iid_field])
     inputs = build_encoder_inputs(choice, item_tokens, ItemSource.from_config(config))
     encoder = build_item_encoder(choice, inputs)
-    top_blocks = config["finetune_top_blocks"]
-    encoder.set_finetune(config["finetune"] or "top", 1 if top_blocks is None else top_blocks,
-                         trunk_mode=choose(config, "frozen_trunk_mode", TRUNK_MODES, "eval"))
+    encoder.set_finetune(config["finetune"], config["finetune_top_blocks"],
+                         trunk_mode=choose(config, "frozen_trunk_mode", TRUNK_MODES))
     return EncoderItemTower(dataset.item_num, dim, encoder, inputs,
-                            chunk_size=config["encode_chunk_size"] or 256,
+                            chunk_size=config["encode_chunk_size"],
                             activation=choose(config, "item_projection_act",
-                                              tuple(EncoderItemTower.ACTIVATIONS), "none"))
+                                              tuple(EncoderItemTower.ACTIVATIONS)))
 
 
 def _build_id_features_tower(config, dataset, dim):
     from recbole_microlens.data.stores.features import dataset_item_features
 
     return FrozenFeatureItemTower(dataset.item_num, dim, dataset_item_features(config, dataset),
-                                  fusion=config["fusion"] or "sum")
+                                  fusion=config["fusion"])
 
 
 ITEM_TOWERS = {"id": _build_id_tower, "encoder": _build_encoder_tower,
@@ -305,5 +304,5 @@ ITEM_TOWERS = {"id": _build_id_tower, "encoder": _build_encoder_tower,
 
 
 def build_item_tower(config, dataset, dim: int) -> ItemTower:
-    """The tower named by ``item_tower`` (default ``id``)."""
-    return choose(config, "item_tower", ITEM_TOWERS, default="id")(config, dataset, dim)
+    """The tower named by ``item_tower`` (``id`` in sequential.yaml and DSSM.yaml)."""
+    return choose(config, "item_tower", ITEM_TOWERS)(config, dataset, dim)

@@ -26,10 +26,14 @@ from recbole_microlens.io import load_trainer_checkpoint
 from recbole_microlens.errors import CheckpointError
 from recbole_microlens.evaluator.ranking import EvalResult
 from recbole_microlens.io import atomic_open
+from recbole_microlens.paths import overall_default
 
 STATE_FORMAT = 1
 #: settings that may differ between the interrupted run and the one that resumes it
 VOLATILE_KEYS = frozenset(PROCESS_KEYS) | {"run_id", "show_progress", "state", "data_path"}
+#: keys whose yaml default went from ``~`` to the value a ``~`` ran with (title_max_length: ~ cut
+#: titles to the text encoders' 64 tokens): a state saved with ``~`` matches that default
+FORMER_UNSET_DEFAULTS = ("title_max_length",)
 #: the trainer's per-epoch records, restored so that the result file covers the whole run
 HISTORIES = ("epoch_seconds", "valid_seconds", "valid_history", "epoch_items_encoded",
              "train_loss_dict")
@@ -144,11 +148,17 @@ def check_same_run(state: dict, config, path) -> None:
     # a key the state lacks came with a newer version of the project, whose default keeps the
     # behaviour the run had: the run continues under it
     differing = sorted(key for key in before
-                       if key not in VOLATILE_KEYS and now.get(key) != before[key])
+                       if key not in VOLATILE_KEYS and not _same_setting(key, before[key], now.get(key)))
     if differing:
         shown = ", ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in differing[:5])
         raise CheckpointError(f"{path} was trained with other settings ({shown}); resume with "
                               "the command that started it")
+
+
+def _same_setting(key: str, before, now) -> bool:
+    if before is None and key in FORMER_UNSET_DEFAULTS:
+        return now == overall_default(key)
+    return now == before
 
 
 def restore_training_state(trainer, state: dict, train_generator) -> None:

@@ -114,7 +114,7 @@ class MLTrainer(Trainer):
         if self.tower is None or "params" in kwargs:
             return super()._build_optimizer(**kwargs)
         encoder_modules = [self.tower.encoder]
-        if choose(self.config, "encoder_group", ENCODER_GROUPS, "encoder") == "encoder+projection":
+        if choose(self.config, "encoder_group", ENCODER_GROUPS) == "encoder+projection":
             encoder_modules.append(self.tower.projection)  # the reference code's grouping
         encoder_trainable = [p for module in encoder_modules for p in module.parameters()
                              if p.requires_grad]
@@ -173,8 +173,8 @@ class MLTrainer(Trainer):
         root = Path(self.config["checkpoint_dir"]) / "trunk_cache" / self.config["dataset"]
         started = time.perf_counter()
         self.tower.runtime.trunk_cache = open_trunk_cache(
-            self.tower, root, dtype=self.config["trunk_cache_dtype"] or "float16",
-            batch_size=self.config["encode_chunk_size"] or 64, progress=show_progress)
+            self.tower, root, dtype=self.config["trunk_cache_dtype"],
+            batch_size=self.config["encode_chunk_size"], progress=show_progress)
         self.trunk_cache_seconds = time.perf_counter() - started
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):

@@ -74,7 +74,7 @@ class MLSequentialDataset(MicroLensDatasetMixin, SequentialDataset):
     """Sequential models."""
 
     def train_rows_mode(self) -> str:
-        mode = self.config["train_rows"] or "auto"
+        mode = self.config["train_rows"]
         if mode == "auto":
             return "windows" if self.config["loss_type"] == "inbatch" else "prefixes"
         if mode not in ("windows", "prefixes"):

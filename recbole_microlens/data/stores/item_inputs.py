@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from recbole_microlens.data.stores.decode import COVER_SUFFIX, VIDEO_SUFFIX
 from recbole_microlens.data.stores.media import FrameSpec, MediaStore, build_cover_store, build_frame_store
 from recbole_microlens.data.stores.titles import TitleStore, prepare_titles, read_titles
 from recbole_microlens.errors import CheckpointError, ConfigError, DatasetError
+from recbole_microlens.paths import overall_default
 
 logger = logging.getLogger(__name__)
 
@@ -101,24 +102,24 @@ class ItemSource:
     """Where one dataset's item stores are read from and built, as plain values (no Config).
 
     ``tokenizer_path`` is already resolved (:func:`resolve_tokenizer`): None trains a WordPiece
-    on the titles.
+    on the titles. Values not given are overall.yaml's, as in a training run.
     """
 
     dataset_dir: Path
     raw_dir: Path | None = None  # default <dataset_dir>/raw
-    frame_interval: int = 1
-    workers: int = 2
+    frame_interval: int = field(default_factory=lambda: overall_default("frame_interval"))
+    workers: int = field(default_factory=lambda: overall_default("media_workers"))
     progress: bool = True
     tokenizer_path: str | None = None
-    title_max_length: int | None = None
+    title_max_length: int = field(default_factory=lambda: overall_default("title_max_length"))
 
     @classmethod
     def from_config(cls, config) -> ItemSource:
         """The source a training run's config names (RecBole's ``data_path`` is the dataset's)."""
         return cls(Path(config["data_path"]),
                    Path(config["raw_data_path"]) if config["raw_data_path"] else None,
-                   frame_interval=config["frame_interval"] or 1,
-                   workers=config["media_workers"] or 2, progress=bool(config["show_progress"]),
+                   frame_interval=config["frame_interval"],
+                   workers=config["media_workers"], progress=bool(config["show_progress"]),
                    title_max_length=config["title_max_length"])
 
     @property
@@ -149,8 +150,8 @@ def _open_covers(item_tokens: list[str], source: ItemSource, input_spec):
 
 
 def _open_titles(item_tokens: list[str], source: ItemSource, input_spec):
-    max_length = source.title_max_length or input_spec.max_tokens or 32
-    folder = prepare_titles(source.dataset_dir, source.tokenizer_path, max_length=max_length)
+    folder = prepare_titles(source.dataset_dir, source.tokenizer_path,
+                            max_length=source.title_max_length)
     return TitleStore.open(folder), tokens_to_device
 
 

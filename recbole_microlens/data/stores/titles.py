@@ -144,7 +144,7 @@ def build_title_store(
     item_tokens: Iterable[str],
     store_root: str | os.PathLike,
     tokenizer: PreTrainedTokenizerBase,
-    max_length: int = 32,
+    max_length: int,
 ) -> Path:
     """Tokenise every item's title once into ``store_root/titles_<hash>``.
 
@@ -211,7 +211,7 @@ def _texts_and_status(tokens: list[str], titles: dict[str, str]) -> tuple[list[s
 
 
 def prepare_titles(dataset_dir: str | os.PathLike, tokenizer_path: str | os.PathLike | None = None,
-                   max_length: int = 32) -> Path:
+                   *, max_length: int) -> Path:
     """Title store of a converted dataset (``<dataset>.titles.csv``) into ``dataset_dir/media/``.
 
     Without ``tokenizer_path`` a WordPiece tokenizer is trained on the dataset's titles.

@@ -20,8 +20,6 @@ from recbole_microlens.errors import ConfigError
 LOSS_TYPES = ("inbatch", "CE")
 PADDING_SIDES = ("right", "left")
 WEIGHT_INITS = ("normal", "xavier_normal")
-#: std of ``weight_init: normal`` when no yaml sets ``initializer_range`` (RecBole's SASRec value)
-DEFAULT_INITIALIZER_RANGE = 0.02
 
 
 def left_align(item_seq: torch.Tensor, item_seq_len: torch.Tensor, width: int) -> torch.Tensor:
@@ -60,12 +58,10 @@ class MLSequentialRecommender(SequentialRecommender):
         if self.loss_type not in LOSS_TYPES:
             raise ConfigError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         self.item_dim = config[self.item_dim_key]
-        self.padding_side = choose(config, "padding_side", PADDING_SIDES, default="right")
-        self.weight_init = choose(config, "weight_init", WEIGHT_INITS, default="normal")
-        self.initializer_range = (DEFAULT_INITIALIZER_RANGE if config["initializer_range"] is None
-                                  else config["initializer_range"])
-        self.inbatch_candidates = choose(config, "inbatch_candidates", CANDIDATE_SETS,
-                                         default="unique")
+        self.padding_side = choose(config, "padding_side", PADDING_SIDES)
+        self.weight_init = choose(config, "weight_init", WEIGHT_INITS)
+        self.initializer_range = config["initializer_range"]
+        self.inbatch_candidates = choose(config, "inbatch_candidates", CANDIDATE_SETS)
         self.item_tower = build_item_tower(config, dataset, self.item_dim)
         self.register_buffer("log_popularity", log_training_popularity(dataset))
 
