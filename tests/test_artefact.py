@@ -249,6 +249,18 @@ def test_a_failed_file_build_keeps_the_earlier_file_and_marker(tmp_path):
 # ====================================================== every store goes through it ===
 
 
+def test_the_title_store_is_built_locked_in_its_partial_folder(tmp_path, monkeypatch):
+    from recbole_microlens.data.stores import titles
+
+    titles_csv = tmp_path / "t.titles.csv"
+    titles_csv.write_text("item_id,title\n1,a cat\n2,a dog\n")
+    seen = spy_on_build(monkeypatch, titles, "_build", 0)
+    folder = titles.build_title_store(titles_csv, ["1", "2"], tmp_path / "media", max_length=8)
+    assert seen == [(partial_path(folder), True)]
+    titles.build_title_store(titles_csv, ["2"], tmp_path / "media", max_length=8)
+    assert len(seen) == 1  # reused
+
+
 def test_the_media_store_is_built_locked_in_its_partial_folder(tmp_path, monkeypatch):
     from recbole_microlens.data.stores import build
     from recbole_microlens.data.stores.media import build_cover_store
