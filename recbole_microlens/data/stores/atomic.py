@@ -94,10 +94,10 @@ def require_complete(folder: str | os.PathLike, dataset: str) -> None:
 def building(out_dir: str | os.PathLike, dataset: str) -> Iterator[Path]:
     """Yield an empty build folder for ``out_dir/dataset`` (the artefact protocol, locked);
     when the block has sealed it, it replaces the dataset folder (keeping what else that folder
-    held), else it is removed."""
+    held); when the block raises, it is removed."""
     check_dataset_name(dataset)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    with artefact.building(Path(out_dir) / dataset, marker=meta_path(Path(), dataset).name,
+    with artefact.building(Path(out_dir) / dataset, marker=f"{dataset}.meta.json",
                            carry_over=functools.partial(_carry_over, dataset=dataset)) as build:
         yield build
 
