@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from recbole_microlens.cli.commands import main as cli_main
+from recbole_microlens.data.stores.artefact import partial_path
 from recbole_microlens.data.stores.media import PAD_TOKEN, read_item_tokens
 from recbole_microlens.data.sample.generate import generate_sample_raw
 from recbole_microlens.data.stores.titles import load_tokenizer, minilm_folder, read_titles
@@ -67,12 +68,13 @@ def test_extraction_is_bit_identical_and_resumes_where_it_stopped(root):
 
     interrupted = minilm_features(root, out=root / "resumed.npy", limit=2)
     assert (interrupted.rows_done, interrupted.complete) == (16, False)
-    assert interrupted.path.with_suffix(".done.npy").is_file()
+    assert (partial_path(interrupted.path) / "resumed.done.npy").is_file()
+    assert not interrupted.path.exists()  # complete or absent
     with pytest.raises(ValueError, match="unfinished"):
         load_item_features(interrupted.path, [PAD_TOKEN])
     resumed = minilm_features(root, out=root / "resumed.npy")
     assert resumed.complete and resumed.rows_computed == resumed.rows - 16
-    assert not resumed.path.with_suffix(".done.npy").exists()
+    assert not partial_path(resumed.path).exists()
     assert np.load(resumed.path).tobytes() == np.load(first.path).tobytes()
     assert minilm_features(root, out=root / "resumed.npy").rows_computed == 0  # complete: reused
 
@@ -103,3 +105,14 @@ def test_loading_maps_tokens_to_rows_and_refuses_unknown_items(tmp_path):
     assert features.tolist() == [[0, 0], [4, 5], [0, 1]]
     with pytest.raises(InputError, match="no row"):  # a user error: features of another dataset
         load_item_features(path, [PAD_TOKEN, "d"])
+
+
+@needs_minilm
+def test_features_are_extracted_locked_in_their_partial_folder(root, monkeypatch):
+    from recbole_microlens.encoders import extract
+    from tests.test_artefact import spy_on_build
+
+    seen = spy_on_build(monkeypatch, extract, "_open_or_resume", 0, file=True)
+    report = minilm_features(root, out=root / "locked.npy")
+    assert report.complete and seen == [(partial_path(report.path), True)]
+    assert minilm_features(root, out=root / "locked.npy").rows_computed == 0 and len(seen) == 1

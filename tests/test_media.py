@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from recbole_microlens.data.stores.artefact import partial_path
 from recbole_microlens.data.stores.decode import FALLBACK, FrameRowDecoder, decode_clip, select_frame_indices
 from recbole_microlens.data.stores.media import (
     FrameSpec, MediaStore, build_cover_store, build_frame_store, prepare_media, read_item_tokens,
@@ -235,8 +236,9 @@ def test_an_interrupted_build_resumes_with_only_the_missing_rows(sample, serial,
 
 
 def test_after_a_crash_only_rows_not_vouched_for_are_decoded_again(sample, serial, tmp_path):
-    """A killed build leaves pixels written after the last status checkpoint unvouched."""
-    folder = shutil.copytree(serial.folder, tmp_path / serial.folder.name)
+    """A killed build leaves pixels written after the last status checkpoint unvouched (in the
+    store's partial folder, where the next build resumes)."""
+    folder = shutil.copytree(serial.folder, partial_path(tmp_path / serial.folder.name))
     (folder / "meta.json").unlink()
     lost = [3, 10, 20]
     status = np.load(folder / "status.npy")
@@ -250,7 +252,7 @@ def test_after_a_crash_only_rows_not_vouched_for_are_decoded_again(sample, seria
     report = build_frame_store(sample["videos"], sample["tokens"], tmp_path, SPEC,
                                covers_dir=sample["covers"], workers=1, progress=False)
     assert report.rows_decoded == len(lost) and report.complete
-    assert read_bytes(folder) == read_bytes(serial.folder)
+    assert read_bytes(report.folder) == read_bytes(serial.folder) and not folder.exists()
 
 
 @dataclass(frozen=True)
@@ -272,13 +274,13 @@ def test_a_killed_worker_loses_nothing_that_was_recorded(sample, serial, tmp_pat
         build_row_store(SPEC, DyingDecoder(inner, "30"), sample["tokens"], tmp_path, workers=2,
                         progress=False, max_items=None, checkpoint_every=1, sources={},
                         fallback=FALLBACK)
-    folder = tmp_path / SPEC.dirname
-    recorded = int((np.load(folder / "status.npy")[1:] != 0).sum())
-    assert 0 < recorded < N_ITEMS and not (folder / "meta.json").exists()
+    partial = partial_path(tmp_path / SPEC.dirname)
+    recorded = int((np.load(partial / "status.npy")[1:] != 0).sum())
+    assert 0 < recorded < N_ITEMS and not (tmp_path / SPEC.dirname).exists()
     report = build_frame_store(sample["videos"], sample["tokens"], tmp_path, SPEC,
                                covers_dir=sample["covers"], workers=2, progress=False)
     assert report.rows_decoded == N_ITEMS - recorded and report.complete
-    assert read_bytes(folder) == read_bytes(serial.folder)
+    assert read_bytes(report.folder) == read_bytes(serial.folder)
 
 
 def test_a_complete_store_is_not_rebuilt(sample, serial):

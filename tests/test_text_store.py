@@ -1,16 +1,19 @@
-"""Title stores: offline tokenizers, tokenise-once caching keyed by tokenizer and length."""
+"""Title stores: offline tokenizers, tokenise-once stores keyed by the titles' checksum, the
+tokenizer source and the length; a trained tokenizer is trained once, with the store."""
 from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from recbole_microlens.data.stores import titles as titles_module
 from recbole_microlens.data.stores.titles import (
-    TitleStore, build_title_store, load_tokenizer, minilm_folder, prepare_titles, read_titles,
-    title_cache_key,
+    TRAINED_SOURCE, TitleStore, build_title_store, load_tokenizer, minilm_folder, prepare_titles,
+    read_titles, tokenizer_source,
 )
 
 TITLES = {
@@ -51,7 +54,7 @@ def test_trained_tokenizer_is_bert_like_and_reproducible(titles_csv, tokenizer):
     assert "##" in "".join(tokenizer.get_vocab())  # word-inner pieces exist
     again = load_tokenizer(None, read_titles(titles_csv).values())
     assert again.get_vocab() == tokenizer.get_vocab()
-    assert title_cache_key(again, 32) == title_cache_key(tokenizer, 32)
+    assert tokenizer_source(again) == tokenizer_source(tokenizer)
 
 
 def test_training_needs_titles():
@@ -93,7 +96,7 @@ def test_cache_is_keyed_by_tokenizer_and_length_and_reused(titles_csv, tokenizer
     longer = build_title_store(titles_csv, ITEMS, tmp_path, tokenizer, max_length=16)
     assert longer != first and TitleStore.open(longer).input_ids.shape == (len(ITEMS) + 1, 16)
     other = load_tokenizer(None, ["completely different words here", "nothing alike"])
-    assert title_cache_key(other, 12) != title_cache_key(tokenizer, 12)
+    assert build_title_store(titles_csv, ITEMS, tmp_path, other, max_length=12) != first
 
 
 def test_edited_titles_are_tokenised_again(titles_csv, tokenizer, tmp_path):
@@ -101,9 +104,10 @@ def test_edited_titles_are_tokenised_again(titles_csv, tokenizer, tmp_path):
     edited.write_text(titles_csv.read_text(encoding="utf-8").replace("Lazy Cat", "Sleepy Cat"),
                       encoding="utf-8")
     folder = build_title_store(titles_csv, ITEMS, tmp_path, tokenizer, max_length=12)
-    assert build_title_store(edited, ITEMS, tmp_path, tokenizer, max_length=12) == folder
-    row = TitleStore.open(folder).rows_for(["3"])[0]
-    text = tokenizer.decode(TitleStore.open(folder)[row]["input_ids"], skip_special_tokens=True)
+    again = build_title_store(edited, ITEMS, tmp_path, tokenizer, max_length=12)
+    assert again != folder
+    row = TitleStore.open(again).rows_for(["3"])[0]
+    text = tokenizer.decode(TitleStore.open(again)[row]["input_ids"], skip_special_tokens=True)
     assert text.startswith("sleepy")
 
 
@@ -125,4 +129,67 @@ def test_minilm_tokenizer_loads_offline(tokenizer):
     assert len(minilm) == 30522
     ids = minilm("Hello World")["input_ids"]
     assert minilm.convert_ids_to_tokens(ids) == ["[CLS]", "hello", "world", "[SEP]"]
-    assert title_cache_key(minilm, 32) != title_cache_key(tokenizer, 32)
+    assert tokenizer_source(folder).startswith(str(folder.resolve()))
+    assert tokenizer_source(folder) not in (TRAINED_SOURCE, tokenizer_source(minilm))
+
+
+def _dataset(tmp_path, titles_csv, name="tiny"):
+    dataset_dir = tmp_path / name
+    dataset_dir.mkdir()
+    (dataset_dir / f"{name}.titles.csv").write_bytes(titles_csv.read_bytes())
+    (dataset_dir / f"{name}.item").write_text("item_id:token\n" + "\n".join(ITEMS) + "\n")
+    return dataset_dir
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a WordPiece tokenizer was trained again")
+
+
+def test_a_trained_tokenizer_is_trained_once_and_read_back_from_the_store(
+        titles_csv, tokenizer, tmp_path, monkeypatch):
+    dataset_dir = _dataset(tmp_path, titles_csv)
+    folder = prepare_titles(dataset_dir, max_length=12)
+    store = TitleStore.open(folder)
+    assert store.tokenizer().get_vocab() == tokenizer.get_vocab()
+    first_ids = np.array(store.input_ids)
+    monkeypatch.setattr(titles_module, "train_wordpiece", _no_training)
+    assert prepare_titles(dataset_dir, max_length=12) == folder  # nothing trained
+    np.testing.assert_array_equal(TitleStore.open(folder).input_ids, first_ids)
+    given = build_title_store(titles_csv, ITEMS, tmp_path / "elsewhere", tokenizer, max_length=12)
+    assert given.name != folder.name  # a tokenizer object is keyed on its vocabulary
+    np.testing.assert_array_equal(TitleStore.open(given).input_ids, first_ids)
+
+
+def test_changed_titles_or_length_give_a_new_store(titles_csv, tmp_path, monkeypatch):
+    dataset_dir = _dataset(tmp_path, titles_csv)
+    folder = prepare_titles(dataset_dir, max_length=12)
+    assert prepare_titles(dataset_dir, max_length=16) != folder
+    titles_file = dataset_dir / "tiny.titles.csv"
+    titles_file.write_text(titles_file.read_text(encoding="utf-8").replace("Lazy", "Sleepy"),
+                           encoding="utf-8")
+    edited = prepare_titles(dataset_dir, max_length=12)
+    assert edited != folder
+    assert "sleepy" in TitleStore.open(edited).tokenizer().get_vocab()  # trained on the new file
+    monkeypatch.setattr(titles_module, "train_wordpiece", _no_training)
+    with pytest.raises(AssertionError, match="trained again"):
+        prepare_titles(dataset_dir, max_length=20)  # a new store trains (here: refused)
+    assert not list((dataset_dir / "media").glob(".titles_*.partial"))
+
+
+def test_the_titles_file_is_read_once(titles_csv, tmp_path, monkeypatch):
+    dataset_dir = _dataset(tmp_path, titles_csv)
+    titles_file, reads, real_read = dataset_dir / "tiny.titles.csv", [], Path.read_bytes
+
+    def counted(path):
+        if path == titles_file:
+            reads.append(path)
+        return real_read(path)
+
+    def refused(path, *args, **kwargs):
+        assert Path(path) != titles_file, "the titles file was read again"
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    for other_reader in ("read_titles", "sha256_file"):
+        monkeypatch.setattr(titles_module, other_reader, refused)
+    prepare_titles(dataset_dir, max_length=12)
+    assert reads == [titles_file]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from recbole_microlens.data.stores.atomic import (
     check_dataset_name,
+    dataset_lock,
     dataset_problem,
     is_output,
     require_complete,
@@ -28,10 +29,16 @@ def ensure_atomic_files(config) -> Path:
 
     ``config['data_path']`` is RecBole's per-dataset folder (``<data_path>/<dataset>``).
     ``config['warm']`` (Warm-N) is applied when converting, and checked against an existing store.
+    Checked and converted under the dataset folder's lock: runs starting together convert once.
     """
+    check_dataset_name(config["dataset"])
+    with dataset_lock(config["data_path"]):
+        return _ensure_locked(config)
+
+
+def _ensure_locked(config) -> Path:
     dataset = config["dataset"]
     dataset_dir = Path(config["data_path"])
-    check_dataset_name(dataset)
     has_outputs = dataset_dir.is_dir() and any(is_output(path.name, dataset)
                                                for path in dataset_dir.iterdir())
     problem = dataset_problem(dataset_dir, dataset) if has_outputs else "absent"

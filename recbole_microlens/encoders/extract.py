@@ -6,8 +6,12 @@
                         ``<dataset>.item`` in file order (``.inter`` first-seen order without one),
                         i.e. ``data.media.read_item_tokens(dataset_dir)``
     <encoder>.json      encoder, checkpoint and its sha256, modality, input (frames spec or
-                        tokenizer), dtype, shape, the row tokens, ``complete``
-    <encoder>.done.npy  per-row done mask of an unfinished run (deleted once complete)
+                        tokenizer), dtype, shape, the row tokens, ``complete``; written last
+    .<encoder>.npy.partial/   an unfinished run: the matrix so far, its per-row done mask and
+                        the identity it is for (gone once complete)
+
+The matrix follows the artefact protocol (:mod:`recbole_microlens.data.stores.artefact`): one
+extraction at a time, computed in the partial folder, renamed into place, then the .json.
 
 Rows are computed in fixed slices of that order (``batch_size``), always the same slices
 whether a run is interrupted and resumed or not, by a frozen encoder in eval mode without
@@ -39,8 +43,9 @@ from recbole_microlens.data.stores.item_inputs import ItemSource
 from recbole_microlens.data.stores.media import PAD_TOKEN, read_item_tokens
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.encoders.factory import EncoderChoice, build_encoder_inputs, build_item_encoder
+from recbole_microlens.data.stores.artefact import build_file_once
 from recbole_microlens.encoders.weights import PRETRAINED
-from recbole_microlens.io import atomic_open, sha256_file, write_json_atomic
+from recbole_microlens.io import atomic_open, read_json, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +112,19 @@ def extract_features(
 
     path = Path(out) if out is not None else default_features_path(dataset_dir, encoder)
     identity = _identity(dataset, model, weights, inputs.store, tokens, batch_size, device)
-    matrix, done = _open_or_resume(path, identity, (len(tokens), model.out_dim))
-    computed = _compute_rows(model, inputs, matrix, done, path, batch_size, device, limit, progress)
-    if done.all():
-        write_json_atomic(meta_path(path), {**identity, "complete": True})
-        _done_path(path).unlink(missing_ok=True)
-    return FeatureReport(path, len(tokens), int(done.sum()), computed)
+    progress_of = {"rows_done": len(tokens), "rows_computed": 0}  # as reported when reused
+
+    def build(partial: Path) -> dict | None:
+        matrix, done = _open_or_resume(partial / path.name, identity, (len(tokens), model.out_dim))
+        progress_of["rows_computed"] = _compute_rows(model, inputs, matrix, done, partial / path.name,
+                                                     batch_size, device, limit, progress)
+        progress_of["rows_done"] = int(done.sum())
+        del matrix  # the memory map closes before the file is renamed
+        return {**identity, "complete": True} if done.all() else None
+
+    build_file_once(path, meta_path(path), build, reuse=lambda _: _extracted_as(path, identity),
+                    resume=True, describe="features")
+    return FeatureReport(path, len(tokens), **progress_of)
 
 
 def _frozen_encoder(choice: EncoderChoice, inputs, device: str):
@@ -162,26 +174,29 @@ def _done_path(path: Path) -> Path:
     return path.with_suffix(".done.npy")
 
 
+def _extracted_as(path: Path, identity: dict) -> bool:
+    """Whether the complete features at ``path`` are this same extraction."""
+    saved = read_json(meta_path(path))
+    same = saved.get("complete") and all(saved.get(key) == value
+                                         for key, value in identity.items())
+    if not same:
+        logger.warning("recomputing %s: it was extracted with other settings", path)
+    return bool(same)
+
+
 def _open_or_resume(path: Path, identity: dict,
                     shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The matrix (memory-mapped) and its done mask: kept if the file is this same extraction."""
-    meta_file, done_file = meta_path(path), _done_path(path)
-    saved = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None
-    same = (saved is not None and path.is_file()
-            and all(saved.get(key) == value for key, value in identity.items()))
-    if same and saved["complete"]:
-        logger.info("features %s are complete; not recomputing", path)
-        return np.load(path, mmap_mode="r"), np.ones(shape[0], dtype=bool)
-    if same and done_file.is_file():
+    """The unfinished matrix in a partial folder (memory-mapped) and its done mask: resumed if
+    it is this same extraction, else started afresh."""
+    identity_file, done_file = meta_path(path), _done_path(path)
+    if (identity_file.is_file() and path.is_file() and done_file.is_file()
+            and read_json(identity_file) == identity):
         logger.info("resuming features %s", path)
         return np.lib.format.open_memmap(path, mode="r+"), np.load(done_file)
-    if saved is not None:
-        logger.warning("recomputing %s: it was extracted with other settings", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     matrix = np.lib.format.open_memmap(path, mode="w+", dtype=DTYPE, shape=shape)
     done = np.zeros(shape[0], dtype=bool)
     _save_done(matrix, done, done_file)
-    write_json_atomic(meta_file, {**identity, "complete": False})
+    write_json_atomic(identity_file, identity)
     return matrix, done
 
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from recbole_microlens.data.stores.base import store_lock
-from recbole_microlens.io import write_json_atomic
+from recbole_microlens.data.stores.artefact import build_once
 from recbole_microlens.model.layers import ItemTable
 
 logger = logging.getLogger(__name__)
@@ -120,9 +118,9 @@ class TrunkCache:
         """Reuse the cache for this trunk (same weights, inputs and dtype) or compute it."""
         encoder, start = tower.encoder, tower.encoder.trainable_block_start
         folder = Path(root) / f"{encoder.name}-k{start}-{dtype}-{_trunk_key(tower, start, dtype)}"
-        with store_lock(folder):  # one builder; a run sharing checkpoint_dir waits, then reuses
-            if not (folder / "meta.json").is_file():
-                _build(tower, folder, start, np.dtype(dtype), batch_size, progress)
+        # one builder; a run sharing checkpoint_dir waits, then reuses
+        build_once(folder, lambda partial: _build(tower, partial, start, np.dtype(dtype),
+                                                  batch_size, progress), describe="trunk cache")
         cache = cls(folder, start)
         _, cache.kind = _flatten(_trunk_output(tower, torch.tensor([1], device=tower.device), start))
         return cache
@@ -143,10 +141,8 @@ def _trunk_output(tower, ids: torch.Tensor, start: int):
 
 
 @torch.no_grad()
-def _build(tower, folder: Path, start: int, dtype: np.dtype, batch_size: int, progress: bool):
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+def _build(tower, tmp: Path, start: int, dtype: np.dtype, batch_size: int, progress: bool) -> dict:
+    """Trunk output of every item into ``tmp``; returns the cache's meta.json."""
     n_items, arrays, layouts = tower.n_items, None, None
     batches = torch.arange(n_items, device=tower.device).split(batch_size)
     for ids in tqdm(batches, desc=f"Trunk cache ({tower.encoder.name} blocks[:{start}])",
@@ -160,12 +156,10 @@ def _build(tower, folder: Path, start: int, dtype: np.dtype, batch_size: int, pr
     for array in arrays:
         array.flush()
     float_parts = [bool(np.issubdtype(a.dtype, np.floating)) for a in arrays]
-    write_json_atomic(tmp / "meta.json", {"parts": len(arrays), "float_parts": float_parts,
-                                          "layouts": layouts,
-                                          "items": n_items, "start_block": start,
-                                          "encoder": tower.encoder.name, "dtype": str(dtype)})
-    tmp.rename(folder)
-    logger.info("trunk cache of %d items written to %s", n_items, folder)
+    logger.info("trunk cache of %d items computed", n_items)
+    return {"parts": len(arrays), "float_parts": float_parts, "layouts": layouts,
+            "items": n_items, "start_block": start, "encoder": tower.encoder.name,
+            "dtype": str(dtype)}
 
 
 def _open_part(path: Path, part: torch.Tensor, n_items: int, dtype: np.dtype):
@@ -213,9 +207,10 @@ class TokenTrunkCache:
         encoder, start = tower.encoder, tower.encoder.trainable_block_start
         key = _trunk_key(tower, start, dtype, layout="tokens-v1")
         folder = Path(root) / f"{encoder.name}-k{start}-{dtype}-tokens-{key}"
-        with store_lock(folder):  # one builder; a run sharing checkpoint_dir waits, then reuses
-            if not (folder / "meta.json").is_file():
-                _build_tokens(tower, folder, start, np.dtype(dtype), batch_size, progress)
+        # one builder; a run sharing checkpoint_dir waits, then reuses
+        build_once(folder, lambda partial: _build_tokens(tower, partial, start, np.dtype(dtype),
+                                                         batch_size, progress),
+                   describe="token trunk cache")
         return cls(folder, start)
 
 
@@ -227,13 +222,12 @@ def token_rows(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def _build_tokens(tower, folder: Path, start: int, dtype: np.dtype, batch_size: int, progress: bool):
-    """Trunk output of every item, computed in length-sorted batches cut to their longest title."""
+def _build_tokens(tower, tmp: Path, start: int, dtype: np.dtype, batch_size: int,
+                  progress: bool) -> dict:
+    """Trunk output of every item into ``tmp``, computed in length-sorted batches cut to their
+    longest title; returns the cache's meta.json."""
     from recbole_microlens.encoders.text import trim_padding
 
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     all_ids = torch.arange(tower.n_items)
     lengths = tower.inputs.lengths(all_ids).numpy()
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -253,12 +247,11 @@ def _build_tokens(tower, folder: Path, start: int, dtype: np.dtype, batch_size: 
     hidden.flush()
     np.save(tmp / "offsets.npy", offsets)
     width = tower.inputs(all_ids[:1], tower.device)["attention_mask"].shape[1]  # padded length
-    write_json_atomic(tmp / "meta.json", {"layout": "tokens", "items": tower.n_items, "width": width,
-                                          "tokens": int(offsets[-1]), "start_block": start,
-                                          "encoder": tower.encoder.name, "dtype": str(dtype)})
-    tmp.rename(folder)
-    logger.info("token trunk cache of %d items (%d tokens) written to %s", tower.n_items,
-                int(offsets[-1]), folder)
+    logger.info("token trunk cache of %d items (%d tokens) computed", tower.n_items,
+                int(offsets[-1]))
+    return {"layout": "tokens", "items": tower.n_items, "width": width,
+            "tokens": int(offsets[-1]), "start_block": start, "encoder": tower.encoder.name,
+            "dtype": str(dtype)}
 
 
 def open_trunk_cache(tower, root: Path, **options):

@@ -343,7 +343,7 @@ def new_item_inputs(tower, folder: Path, tokens: list[str]):
     if kind == "titles":
         tokenizer = load_tokenizer(trained.folder / "tokenizer")
         store = TitleStore.open(build_title_store(_titles_file(folder), tokens, media_root,
-                                                  tokenizer, trained.meta["max_length"]))
+                                                  tokenizer, max_length=trained.meta["max_length"]))
     elif kind == "frames":
         covers = folder / "covers"
         report = build_frame_store(folder / "videos", tokens, media_root, trained.spec,

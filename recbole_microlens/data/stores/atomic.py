@@ -1,7 +1,8 @@
 """A converted dataset folder is complete or absent.
 
-The converter writes into a temporary sibling folder and moves it into place at the end, so a
-failure or a kill at any point leaves the earlier dataset as it was. ``<dataset>.meta.json``,
+The converter builds under the artefact protocol (:mod:`.artefact`): locked, into a sibling
+folder moved into place at the end, so a failure or a kill at any point leaves the earlier
+dataset as it was, and the next conversion removes what a killed one left. ``<dataset>.meta.json``,
 written last, lists every output with its sha256; a folder whose files do not match it is
 refused by training (:func:`dataset_problem`), with the command that rebuilds it.
 
@@ -11,24 +12,16 @@ not outputs of the converter: a re-conversion carries them over to the new folde
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
-import logging
+import functools
 import os
-import re
-import secrets
-import shutil
 from pathlib import Path
 from typing import Iterator
 
+from recbole_microlens.data.stores import artefact
 from recbole_microlens.errors import DatasetError
 from recbole_microlens.io import is_temp_file, read_json, sha256_file, write_json_atomic
 
-logger = logging.getLogger(__name__)
-
 OUTPUT_SUFFIXES = (".inter", ".item", ".user", ".titles.csv", ".meta.json")
-BUILD_FOLDER = re.compile(r"^\.(?P<dataset>.+)\.partial-(?P<pid>\d+)-[0-9a-f]+$")
-RENAME_EXCHANGE = 2  # linux/fs.h
 
 
 def check_dataset_name(dataset: str) -> None:
@@ -99,30 +92,19 @@ def require_complete(folder: str | os.PathLike, dataset: str) -> None:
 
 @contextlib.contextmanager
 def building(out_dir: str | os.PathLike, dataset: str) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``out_dir/dataset``; when the block succeeds it
-    replaces the dataset folder (keeping what else that folder held), else it is removed."""
+    """Yield an empty build folder for ``out_dir/dataset`` (the artefact protocol, locked);
+    when the block has sealed it, it replaces the dataset folder (keeping what else that folder
+    held); when the block raises, it is removed."""
     check_dataset_name(dataset)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / dataset
-    remove_stale_builds(out_dir, dataset)
-    build = out_dir / f".{dataset}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    build.mkdir()
-    try:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with artefact.building(Path(out_dir) / dataset, marker=f"{dataset}.meta.json",
+                           carry_over=functools.partial(_carry_over, dataset=dataset)) as build:
         yield build
-        _move_into_place(build, target, dataset)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
 
 
-def _move_into_place(build: Path, target: Path, dataset: str) -> None:
-    """Swap ``build`` and ``target`` in one step, then carry the old folder's other entries
-    (``raw/``, ``media/``, ...) over; ``build`` ends up holding only the old outputs."""
-    if not target.exists():
-        os.rename(build, target)
-        return
-    _exchange(build, target)
-    _carry_over(build, target, dataset)
+def dataset_lock(dataset_dir: str | os.PathLike):
+    """The lock of a dataset folder: hold it to check and convert as one step."""
+    return artefact.artefact_lock(dataset_dir)
 
 
 def _carry_over(old: Path, new: Path, dataset: str) -> None:
@@ -132,50 +114,3 @@ def _carry_over(old: Path, new: Path, dataset: str) -> None:
         if (not is_output(entry.name, dataset) and not is_temp_file(entry.name)
                 and not (new / entry.name).exists()):
             os.rename(entry, new / entry.name)
-
-
-def _exchange(first: Path, second: Path) -> None:
-    """Atomically swap two folders (Linux ``renameat2``); elsewhere, two renames."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        renameat2 = None
-    if renameat2 is not None:
-        at_fdcwd = -100
-        if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second),
-                     RENAME_EXCHANGE) == 0:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(code, os.strerror(code), str(second))
-    aside = first.with_name(first.name + "-old")
-    os.rename(second, aside)
-    os.rename(first, second)
-    os.rename(aside, first)
-
-
-def remove_stale_builds(out_dir: Path, dataset: str) -> None:
-    """Remove build folders of killed conversions (a live process's are left alone), first
-    giving back to the dataset what a kill in the middle of a swap left in one of them."""
-    target = Path(out_dir) / dataset
-    for folder in Path(out_dir).glob(f".{dataset}.partial-*"):
-        match = BUILD_FOLDER.match(folder.name)
-        if not match or match["dataset"] != dataset or _alive(int(match["pid"])):
-            continue
-        if target.is_dir() and dataset_problem(target, dataset) is None:
-            _carry_over(folder, target, dataset)
-        logger.info("removing %s, left by an interrupted conversion", folder)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is building now: any older folder of it is stale
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,14 +1,13 @@
 """The generic store every per-item input shares (frames, covers, titles): a folder of arrays
 with one row per item, ``index.json`` naming each row's item token, ``meta.json`` written last
-(its presence means "complete"), and ``.<folder>.lock`` beside it so one builder at a time writes.
+(its presence means "complete"), built under the artefact protocol (:mod:`.artefact`: locked,
+in a partial folder beside it, moved into place when complete).
 
 Row 0 is the padding row (token ``[PAD]``), so RecBole's padding item id maps to a row like any
 other item; readers index rows by item token, so a store may hold more items, in another order.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -19,15 +18,6 @@ from recbole_microlens.io import read_json
 
 PAD_TOKEN = "[PAD]"
 PADDING_ROW = 0
-
-
-@contextlib.contextmanager
-def store_lock(folder: Path) -> Iterator[None]:
-    """One builder per store folder; others (e.g. tuning trials starting together) wait for it."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        yield
 
 
 class TokenRows:

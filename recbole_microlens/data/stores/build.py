@@ -4,7 +4,10 @@ A decoder is a picklable callable ``token -> DecodedRow`` (pixels, status, frame
 processes decode rows and write them straight into the memory-mapped data file; the parent
 records each finished row in ``status.npy`` (after an fsync of the pixels) every
 ``checkpoint_every`` rows and on exit, so a killed build restarts with only the rows it had not
-vouched for. A complete store (meta.json) that holds every requested item is reused, not rebuilt.
+vouched for. Stores follow the artefact protocol (:mod:`.artefact`): locked, built in the
+partial folder beside the store (kept between runs: the build resumes there) and moved into place
+with meta.json once every row is done. A complete store that holds every requested item is
+reused, not rebuilt.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from typing import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from recbole_microlens.data.stores.base import PAD_TOKEN, PADDING_ROW, store_lock
+from recbole_microlens.data.stores.artefact import BUILT, REUSED, build_once
+from recbole_microlens.data.stores.base import PAD_TOKEN, PADDING_ROW
 from recbole_microlens.io import atomic_open, read_json, write_json_atomic
 from recbole_microlens.processes import exit_with_parent, require_main_guard
 
@@ -70,33 +74,39 @@ def build_row_store(spec, decoder, item_tokens, store_root: Path, **options) -> 
         require_main_guard()  # before the lock, which the parent of such a child holds
     tokens = [PAD_TOKEN] + [str(token) for token in item_tokens]
     _check_tokens(tokens)
-    folder = store_root / spec.dirname
-    with store_lock(folder):
-        return _build_locked(spec, decoder, tokens, folder, **options)
+    folder = Path(store_root) / spec.dirname
+    started, done = time.perf_counter(), {}
+
+    def build(partial: Path) -> dict | None:
+        meta, done["fields"] = _build_rows(spec, decoder, tokens, partial, started, **options)
+        return meta
+
+    outcome = build_once(folder, build, reuse=lambda found: _holds(found, tokens), resume=True,
+                         describe=f"{spec.kind} store")
+    if outcome == REUSED:
+        return _report_from_meta(folder)
+    report = StoreReport(folder, spec.kind, complete=outcome == BUILT,
+                         seconds=time.perf_counter() - started, **done["fields"])
+    _log_report(report)
+    return report
 
 
-def _build_locked(spec, decoder, tokens: list[str], folder: Path, *, workers: int,
-                  progress: bool, max_items: int | None, checkpoint_every: int,
-                  sources: dict, fallback: str) -> StoreReport:
-    started = time.perf_counter()
-    if _is_complete(folder, tokens):
-        report = _report_from_meta(folder)
-        logger.info("%s store %s is complete; not rebuilding", spec.kind, folder)
-        return report
-    status = _open_build(folder, spec, tokens)
+def _build_rows(spec, decoder, tokens: list[str], partial: Path, started: float, *,
+                workers: int, progress: bool, max_items: int | None, checkpoint_every: int,
+                sources: dict, fallback: str) -> tuple[dict | None, dict]:
+    """Decode the rows ``partial`` still lacks: the store's meta.json once every row is done
+    (else None), and the report's fields."""
+    status = _open_build(partial, spec, tokens)
     todo = np.flatnonzero(status == CODE["pending"])
     resumed_rows = len(tokens) - len(todo)
     todo = todo[:max_items] if max_items is not None else todo
-    rows_decoded, frames_decoded = _decode_rows(folder, spec, decoder, tokens, status, todo,
+    rows_decoded, frames_decoded = _decode_rows(partial, spec, decoder, tokens, status, todo,
                                                 workers, progress, checkpoint_every)
     complete = not (status == CODE["pending"]).any()
-    seconds = time.perf_counter() - started
-    if complete:
-        _finish(folder, spec, tokens, status, seconds, resumed_rows, sources, fallback)
-    report = StoreReport(folder, spec.kind, _counts(status), _problems(tokens, status),
-                         rows_decoded, frames_decoded, seconds, complete)
-    _log_report(report)
-    return report
+    meta = (_finish(partial, spec, tokens, status, time.perf_counter() - started, resumed_rows,
+                    sources, fallback) if complete else None)
+    return meta, {"counts": _counts(status), "problems": _problems(tokens, status),
+                  "rows_decoded": rows_decoded, "frames_decoded": frames_decoded}
 
 
 def _check_tokens(tokens: list[str]) -> None:
@@ -104,14 +114,14 @@ def _check_tokens(tokens: list[str]) -> None:
         raise ValueError(f"item tokens must be unique and must not include {PAD_TOKEN!r}")
 
 
-def _is_complete(folder: Path, tokens: list[str]) -> bool:
-    """A finished store holding every requested item (it may hold more, in another order)."""
-    return ((folder / "meta.json").is_file()
-            and set(tokens) <= set(read_json(folder / "index.json")["tokens"]))
+def _holds(folder: Path, tokens: list[str]) -> bool:
+    """Whether a finished store holds every requested item (it may hold more, in another order)."""
+    return set(tokens) <= set(read_json(folder / "index.json")["tokens"])
 
 
 def _open_build(folder: Path, spec, tokens: list[str]) -> np.ndarray:
-    """The per-row status of the build in ``folder``: resumed if it is for these items."""
+    """The per-row status of the build in the partial ``folder``: resumed if it is for these
+    items, else started afresh."""
     index_file, status_file, data_file = (folder / "index.json", folder / "status.npy",
                                           folder / data_file_name(spec))
     shape = (len(tokens), *spec.row_shape)
@@ -121,11 +131,11 @@ def _open_build(folder: Path, spec, tokens: list[str]) -> np.ndarray:
     if resumable:
         logger.info("resuming %s store %s", spec.kind, folder)
         return np.load(status_file)
-    if folder.exists():
+    if any(folder.iterdir()):
         logger.warning("building %s from scratch: it holds no resumable build of these items",
                        folder)
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+        folder.mkdir()
     np.memmap(data_file, dtype=np.uint8, mode="w+", shape=shape).flush()  # sparse; row 0 zeros
     status = np.full(len(tokens), CODE["pending"], dtype=np.uint8)
     status[PADDING_ROW] = CODE["padding"]
@@ -218,11 +228,11 @@ def _run_tasks(tasks: list, writer_args: tuple, workers: int) -> Iterator[list]:
 
 
 def _finish(folder: Path, spec, tokens, status, seconds, resumed_rows, sources,
-            fallback: str) -> None:
-    """index.json gets the statuses, then meta.json marks the store complete."""
+            fallback: str) -> dict:
+    """index.json gets the statuses; returns the meta.json that marks the store complete."""
     write_json_atomic(folder / "index.json",
                       {"tokens": tokens, "status": [STATUSES[code] for code in status]})
-    write_json_atomic(folder / "meta.json", {
+    return {
         "kind": spec.kind,
         "format_version": FORMAT_VERSION,
         "spec": asdict(spec),
@@ -239,7 +249,7 @@ def _finish(folder: Path, spec, tokens, status, seconds, resumed_rows, sources,
         "build_seconds": round(seconds, 3),
         "rows_done_before_this_run": resumed_rows - 1,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    }
 
 
 def _counts(status: np.ndarray) -> dict[str, int]:

