@@ -159,3 +159,20 @@ def test_general_models_that_recbole_calls_sequential_are_explained():
     assert sequential == {"YouTubeID", "YouTubeIDV", "NFM", "DeepFM"}
     explanation = general_recommender.__doc__.split("Sequential by RecBole's type")[1]
     assert all(name in explanation for name in sequential)
+
+
+# Tests about the package as a whole (layering, packaging, RecBole compatibility, the docs) sit at
+# the top of tests/; every other test file sits in the folder of the stage it tests.
+WHOLE_PACKAGE_TESTS = {"test_architecture", "test_packaging", "test_compat", "test_compat_scipy",
+                       "test_docs"}
+
+
+def test_tests_mirror_the_packages():
+    tests = Path(__file__).resolve().parent
+    stages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")} | {"benchmarks"}
+    top = {path.stem for path in tests.glob("test_*.py")}
+    assert top == WHOLE_PACKAGE_TESTS
+    folders = {path.parent.relative_to(tests).parts[0] for path in tests.glob("*/**/test_*.py")}
+    assert folders <= stages, f"test folders naming no stage: {sorted(folders - stages)}"
+    names = [path.stem for path in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), "test module names must stay unique (pytest's rootdir import)"

@@ -113,7 +113,7 @@ def _lookup(item_matrix: np.ndarray, table: dict, default) -> np.ndarray:
 
 
 # Exact equivalents of RecBole's metric classes where RecBole loops in Python per entry
-# (tests/test_evaluation.py checks each against RecBole's own on the same data).
+# (tests/evaluator/test_evaluation.py checks each against RecBole's own on the same data).
 FAST_METRICS = {"averagepopularity": FastAveragePopularity, "tailpercentage": FastTailPercentage}
 NEEDS_ITEMS = "rec.items"
 

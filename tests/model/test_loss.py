@@ -186,7 +186,7 @@ def test_a_slot_label_missing_from_its_row_is_an_error():
 BF16_LOSS = """
 import json, torch
 from recbole_microlens.model.loss import inbatch_logq_loss
-from tests.test_loss import _popular_batch
+from tests.model.test_loss import _popular_batch
 
 table, log_pop, targets, user_items, hidden = _popular_batch()
 expected = inbatch_logq_loss(hidden, targets, lambda ids: table[ids], log_pop, user_items,

@@ -200,7 +200,7 @@ def test_videorec_variants_read_the_one_shared_layer(name):
 
 
 # ------------------------------------------- docs/EXTENDING.md's LSTM, trained and served ---
-DOC = Path(__file__).resolve().parents[1] / "docs" / "EXTENDING.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "EXTENDING.md"
 REPO = DOC.parents[1]
 
 

@@ -20,7 +20,7 @@ from recbole_microlens.data.stores.titles import read_titles
 from recbole_microlens.model import get_model
 from tests.helpers import seed_hub_cache, seed_torch_hub, tiny_bert_folder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = ["--model=SASRecV", "--dataset=microlens-sample", "--epochs=1", "--show_progress=false",
           "--hidden_size=16", "--inner_size=32"]
 VIDEO = ["--item_encoder=x3d-xs", "--encoder_checkpoint=pretrained"]

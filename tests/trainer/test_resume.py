@@ -18,7 +18,7 @@ import torch
 from recbole_microlens.trainer.checkpoint import plain
 from recbole_microlens.trainer.resume import random_states, restore_random_states, state_file_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "run_recbole_ml.py"
 EPOCHS = 6
 ARGS = ["--model=SASRec", "--dataset=microlens-sample", f"--epochs={EPOCHS}", "--stopping_step=10",

@@ -171,7 +171,7 @@ import json, sys
 from pathlib import Path
 import torch
 from recbole_microlens.precision import bf16_safe_kernels
-from tests.test_videorec import TINY_TEXT, build, seeded_loss_and_grads
+from tests.model.test_videorec import TINY_TEXT, build, seeded_loss_and_grads
 
 _, model, trainer, train, _, _ = build(Path(sys.argv[1]), finetune="full", trunk_cache=False,
                                        **TINY_TEXT)

@@ -25,7 +25,7 @@ from recbole_microlens.data.raw.readers import RawFormatError, detect_raw_files
 from recbole_microlens.errors import DatasetError
 from tests.helpers import wait_for
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PAIRS = [f"{user}\t" + " ".join(str(10 + (user * 3 + k) % 17) for k in range(8)) for user in range(1, 9)]
 TITLES = ["item,title"] + [f"{item},title of {item}" for item in range(10, 27)]
 USERS = ["user,gender"] + [f"{user},{'MF'[user % 2]}" for user in range(1, 9)]
@@ -730,7 +730,7 @@ def _moved_copy(served, tmp_path, change_items: bool = False) -> Path:
     if change_items:
         inter = moved / "tiny" / "tiny.inter"
         inter.write_text(inter.read_text() + "u1\tbrand-new\t99\n")
-        seal(moved / "tiny", "tiny", {"dataset": "tiny", "converter": "tests/test_faults.py"})
+        seal(moved / "tiny", "tiny", {"dataset": "tiny", "converter": "tests/cli/test_faults.py"})
     return moved
 
 
@@ -951,7 +951,7 @@ TRUNK_CACHE_SCRIPT = """
 import json, sys, time
 from pathlib import Path
 from recbole_microlens.model import tower_cache as efficiency
-from tests.test_videorec import TINY_TEXT, build
+from tests.model.test_videorec import TINY_TEXT, build
 
 root, name, release = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 
@@ -978,7 +978,7 @@ def test_two_runs_sharing_a_trunk_cache_build_it_once(tmp_path):
     """While one run builds the cache, a second one waits on its lock, then reuses it."""
     from recbole_microlens.data.sample.generate import generate_sample_raw
     from tests.helpers import waits_for_a_lock
-    from tests.test_videorec import TINY_TEXT, build
+    from tests.model.test_videorec import TINY_TEXT, build
 
     generate_sample_raw(tmp_path / "raw", n_users=40, n_items=40, seed=3)
     build(tmp_path, finetune="top", **TINY_TEXT)  # atomic files and title store, built once

@@ -24,7 +24,7 @@ import yaml
 from recbole_microlens.config.check import CONFIG_YAML_FOLDERS
 from recbole_microlens.paths import properties_dir
 
-PACKAGE = Path(__file__).resolve().parents[1] / "recbole_microlens"
+PACKAGE = Path(__file__).resolve().parents[2] / "recbole_microlens"
 
 
 # --------------------------------------------------------------------------- the detector

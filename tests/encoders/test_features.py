@@ -110,7 +110,7 @@ def test_loading_maps_tokens_to_rows_and_refuses_unknown_items(tmp_path):
 @needs_minilm
 def test_features_are_extracted_locked_in_their_partial_folder(root, monkeypatch):
     from recbole_microlens.encoders import extract
-    from tests.test_artefact import spy_on_build
+    from tests.data.test_artefact import spy_on_build
 
     seen = spy_on_build(monkeypatch, extract, "_open_or_resume", 0, file=True)
     report = minilm_features(root, out=root / "locked.npy")

@@ -6,7 +6,7 @@ import torch
 
 from recbole_microlens.data.stores.titles import TitleStore
 from recbole_microlens.model.tower_cache import TokenTrunkCache, TrunkCache, token_rows
-from tests.test_videorec import TINY_TEXT, assert_same, build, loss_and_grads, root  # noqa: F401
+from tests.model.test_videorec import TINY_TEXT, assert_same, build, loss_and_grads, root  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
