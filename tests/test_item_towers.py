@@ -2,11 +2,9 @@
 import pytest
 import torch
 
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.model import get_model
 from recbole_microlens.model.layers import IDItemTower
-from tests.helpers import make_config, write_inter_file
+from tests.helpers import built_run, make_config, write_inter_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -17,7 +15,7 @@ def sasrec(tmp_path_factory):
     write_inter_file(root, "padlens", {f"u{u}": [f"i{(u * 3 + k) % 17}" for k in range(7)]
                                        for u in range(24)})
     config = make_config(root, "padlens", model="SASRec", padding_side="left")
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = built_run(config, model=False).splits
     torch.manual_seed(0)
     return get_model("SASRec")(config, train._dataset), train
 

@@ -2,14 +2,12 @@
 import pytest
 import torch
 
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.data.sample.generate import generate_sample_raw
 from recbole_microlens.encoders import ENCODERS
 from recbole_microlens.model import get_model
 from recbole_microlens.quick_start import run_recbole_ml
 from recbole_microlens.trainer.trainer import MLTrainer
-from tests.helpers import make_config
+from tests.helpers import built_run, make_config
 
 TINY_VIDEO = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16},
               "encoder_checkpoint": "random"}
@@ -27,7 +25,7 @@ def build(root, model="SASRecV", **overrides):
     options = {"raw_data_path": str(root / "raw"), "train_batch_size": 8, "hidden_size": 16,
                "inner_size": 32, "embedding_size": 16, "encode_chunk_size": 16, **overrides}
     config = make_config(root / "atomic", "tinylens", model=model, **options)
-    train, valid, test = data_preparation(config, create_dataset(config))
+    train, valid, test = built_run(config, model=False).splits
     torch.manual_seed(0)
     model = get_model(model)(config, train._dataset)
     return config, model, MLTrainer(config, model), train, valid, test

@@ -1,6 +1,6 @@
 """Using a trained model: top-k recommendations, item vectors, and cold-start items.
 
-Everything starts from a checkpoint (:func:`recbole_microlens.trainer.checkpoint.load_data_and_model`).
+Everything starts from a checkpoint (:func:`recbole_microlens.quick_start.load_data_and_model`).
 Scoring follows the evaluation's rules: every item is embedded once (a content tower encodes
 each item once, not once per user), one matrix product per batch of users, and the items a user
 already interacted with (their whole history, valid and test items included) are masked.
