@@ -38,3 +38,21 @@ def test_id_tower_padding_row_stays_zero_and_untrained_in_training(sasrec):
     assert torch.count_nonzero(vectors[0, [1, 3]]) > 0
     assert torch.count_nonzero(tower.all_items()[0]) == 0
     torch.testing.assert_close(tower.all_items()[1:], tower.embedding.weight[1:])
+
+
+def test_an_encoder_tower_owns_its_runtime_and_reads_other_inputs_without_its_cache():
+    from recbole_microlens.model.layers import EncoderItemTower
+
+    encoder = torch.nn.Module()
+    encoder.out_dim = 4
+    tower = EncoderItemTower(5, 3, encoder, inputs="catalogue")
+    tower.configure_runtime(checkpoint_blocks=True, length_grouping=True)
+    tower.use_trunk_cache("cache")
+    assert (tower.runtime.checkpoint_blocks, tower.runtime.length_grouping) == (True, True)
+    with tower.reading("new items"):
+        assert (tower.inputs, tower.runtime.trunk_cache) == ("new items", None)
+    assert (tower.inputs, tower.runtime.trunk_cache) == ("catalogue", "cache")
+    tower.configure_runtime()  # a new configuration starts without a cache
+    assert (tower.runtime.checkpoint_blocks, tower.runtime.trunk_cache) == (False, None)
+    with pytest.raises(AttributeError):
+        tower.runtime = None  # read-only: the tower's methods change it

@@ -77,7 +77,7 @@ def test_trunk_cache_float32_is_exact_float16_is_close(root):
         trainer._prepare_trunk_cache(show_progress=False)
         cached = loss_and_grads(trainer, model, batch)
         assert_same(plain, cached, atol=atol)
-        model.item_tower.runtime.trunk_cache = None
+        model.item_tower.use_trunk_cache(None)
     trunk = model.item_tower.encoder.trainable_block_start
     assert 0 < trunk < model.item_tower.encoder.num_blocks
 
@@ -119,7 +119,7 @@ def test_evaluation_encodes_every_item_once(root):
     model.eval()
     batch = next(iter(valid))[0]
     direct = model.full_sort_predict(batch)  # no table: encodes every item again
-    from recbole_microlens.trainer.trainer import item_table_once
+    from recbole_microlens.model.layers import item_table_once
 
     with torch.no_grad(), item_table_once(model):
         assert torch.allclose(model.full_sort_predict(batch), direct, atol=1e-5)
@@ -156,7 +156,8 @@ def test_checkpointing_keeps_the_loss_and_gradients(root, monkeypatch):
     real_checkpoint = layers.checkpoint
     monkeypatch.setattr(layers, "checkpoint", lambda function, x, start, stop, **options: (
         checkpointed_blocks.append(start) or real_checkpoint(function, x, start, stop, **options)))
-    model.item_tower.runtime.checkpoint_blocks = True
+    model.item_tower.configure_runtime(checkpoint_blocks=True,
+                                       length_grouping=model.item_tower.runtime.length_grouping)
     checkpointed = seeded_loss_and_grads(trainer, model, batch)
     encoder = model.item_tower.encoder
     assert set(checkpointed_blocks) == set(range(encoder.num_blocks))  # every block, recomputed
