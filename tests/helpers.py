@@ -40,6 +40,15 @@ def make_config(root: Path, dataset: str, model: str = "SASRec", **overrides) ->
     return MLConfig(model=model, dataset=dataset, config_dict=options)
 
 
+def built_run(config: MLConfig, model: bool = True):
+    """The run ``config`` describes, built as training and reloading build it
+    (:func:`~recbole_microlens.quick_start.build.build_run`: seeded, dataset, splits and, with
+    ``model``, the model), without a log file."""
+    from recbole_microlens.quick_start.build import build_run
+
+    return build_run(config, quiet=True, with_model=model)
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -161,6 +161,61 @@ def test_general_models_that_recbole_calls_sequential_are_explained():
     assert all(name in explanation for name in sequential)
 
 
+def test_serving_imports_nothing_from_the_trainer():
+    """Serving a trained model needs the model and its tower, never the training loop."""
+    serving = [name for name in MODULES if name.startswith("recbole_microlens.serve")]
+    assert serving
+    imports = {target for name in serving for target in imported_modules(name, everywhere=True)}
+    assert "recbole_microlens.model.layers" in imports  # the check sees serve's imports
+    assert {target for target in imports if target.startswith("recbole_microlens.trainer")} == set()
+
+
+#: a content tower's runtime state, changed only by the tower's own methods
+TOWER_RUNTIME = {"runtime", "_runtime"}
+
+
+def runtime_assignments(tree: ast.AST) -> list[int]:
+    """Lines that set a tower's runtime from outside: ``x.runtime = ...``,
+    ``x.runtime.field = ...`` (``_runtime`` alike, augmented too) or ``setattr(x.runtime, ...)``."""
+    def sets_runtime(target) -> bool:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            return any(map(sets_runtime, target.elts))
+        return isinstance(target, ast.Attribute) and (
+            target.attr in TOWER_RUNTIME
+            or isinstance(target.value, ast.Attribute) and target.value.attr in TOWER_RUNTIME)
+
+    lines = []
+    for node in ast.walk(tree):
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+        if any(map(sets_runtime, targets)):
+            lines.append(node.lineno)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr"
+              and node.args and isinstance(node.args[0], ast.Attribute)
+              and node.args[0].attr in TOWER_RUNTIME):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_runtime_assignments_are_found():
+    found = runtime_assignments(ast.parse(
+        "t.runtime = r\nt.runtime.trunk_cache = None\nt._runtime.length_grouping, x = 1, 2\n"
+        "setattr(t.runtime, 'checkpoint_blocks', True)\nt.runtime.trunk_cache.lookup(i)\n"
+        "cache = t.runtime.trunk_cache\nt.configure_runtime(length_grouping=True)\n"))
+    assert found == [1, 2, 3, 4]
+
+
+def test_only_the_model_sets_the_towers_runtime_state():
+    """The trainer, serving and tests change a tower's runtime through its methods
+    (``configure_runtime``, ``use_trunk_cache``, ``reading``), never by assignment."""
+    outside = [path for path in PACKAGE.rglob("*.py") if "model" not in path.relative_to(PACKAGE).parts]
+    tests = PACKAGE.parent / "tests"  # the model's own tests (tests/model/) may try the read-only guard
+    outside += [path for path in tests.rglob("*.py") if "model" not in path.relative_to(tests).parts]
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{line}" for path in outside
+                 for line in runtime_assignments(ast.parse(path.read_text(encoding="utf-8")))]
+    assert offenders == []
+
+
 # Tests about the package as a whole (layering, packaging, RecBole compatibility, the docs) sit at
 # the top of tests/; every other test file sits in the folder of the stage it tests.
 WHOLE_PACKAGE_TESTS = {"test_architecture", "test_packaging", "test_compat", "test_compat_scipy",

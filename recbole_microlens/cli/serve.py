@@ -83,7 +83,7 @@ def device_settings(device: str) -> dict:
 
 def load_checkpoint_run(args: argparse.Namespace):
     """``load_data_and_model`` with the command's device, data path, checks and verbosity."""
-    from recbole_microlens.trainer.checkpoint import load_data_and_model
+    from recbole_microlens.quick_start.reload import load_data_and_model
 
     return load_data_and_model(args.checkpoint, device_settings(args.device),
                                verify=not args.no_verify, data_path=args.data_path,

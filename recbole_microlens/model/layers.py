@@ -4,6 +4,8 @@ A model asks the tower to embed item ids (``tower(ids)``), or every item (``all_
 whether that is an ID table, a frozen feature matrix or an encoder over frames, covers or titles
 is configuration, not model code. What a tower costs is the trainer's business: it may install a
 table of precomputed vectors (``use_table``) that answers instead of the tower's own ``embed``.
+The tower owns its runtime state; the trainer and serving change it only through its methods
+(``for_evaluation``, ``configure_runtime``, ``use_trunk_cache``, ``reading``).
 """
 from __future__ import annotations
 
@@ -68,6 +70,12 @@ class ItemTower(nn.Module):
         finally:
             self.table = previous
 
+    def for_evaluation(self):
+        """Context: every item is embedded once, and all lookups read that table."""
+        from recbole_microlens.model.tower_cache import all_items_table
+
+        return self.use_table(all_items_table(self))
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -94,8 +102,8 @@ class IDItemTower(ItemTower):
 
 @dataclass(slots=True)  # a misspelt switch is an error, not a new attribute
 class TowerRuntime:
-    """How the trainer runs an encoder tower, injected as one object (``tower.runtime``): models
-    never set it. ``trunk_cache`` replaces the frozen trunk ``blocks[:k]`` by its cached per-item
+    """How the trainer runs an encoder tower (read as ``tower.runtime``, changed only through
+    the tower's ``configure_runtime`` and ``use_trunk_cache``). ``trunk_cache`` replaces the frozen trunk ``blocks[:k]`` by its cached per-item
     output; ``checkpoint_blocks`` recomputes activations in backward (training only);
     ``length_grouping`` (token inputs) sorts the items by length before chunking and cuts each
     chunk's padding to its longest title."""
@@ -125,8 +133,35 @@ class EncoderItemTower(ItemTower):
         self.activation = self.ACTIVATIONS[activation]()
         self.inputs = inputs
         self.chunk_size = chunk_size
-        self.runtime = TowerRuntime()
+        self._runtime = TowerRuntime()
         self.items_encoded = 0  # encoder passes, one per item vector computed
+
+    @property
+    def runtime(self) -> TowerRuntime:
+        return self._runtime
+
+    def configure_runtime(self, *, checkpoint_blocks: bool = False,
+                          length_grouping: bool = False) -> None:
+        """How training runs the encoder (:class:`TowerRuntime`); no trunk cache until
+        :meth:`use_trunk_cache` installs one."""
+        self._runtime = TowerRuntime(checkpoint_blocks=checkpoint_blocks,
+                                     length_grouping=length_grouping)
+
+    def use_trunk_cache(self, cache) -> None:
+        """Read the frozen trunk's output from ``cache`` (a ``tower_cache`` trunk cache built
+        for this tower), or compute it again (None)."""
+        self._runtime.trunk_cache = cache
+
+    @contextlib.contextmanager
+    def reading(self, inputs):
+        """Context: the tower encodes from ``inputs`` (e.g. items outside the catalogue) and
+        without the trunk cache, which holds catalogue items only."""
+        saved = self.inputs, self._runtime.trunk_cache
+        self.inputs, self._runtime.trunk_cache = inputs, None
+        try:
+            yield
+        finally:
+            self.inputs, self._runtime.trunk_cache = saved
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
@@ -172,6 +207,19 @@ class EncoderItemTower(ItemTower):
                 x = checkpoint(encoder.run_blocks, x, index, index + 1, use_reentrant=False)
             return x
         return encoder.run_blocks(x, start, encoder.num_blocks)
+
+
+def content_tower(model) -> EncoderItemTower | None:
+    """The model's item tower when it runs a content encoder, else None."""
+    tower = getattr(model, "item_tower", None)
+    return tower if getattr(tower, "encodes_content", False) else None
+
+
+def item_table_once(model):
+    """Context: during evaluation, the model's item tower (if any) embeds every item once and
+    all lookups read that table."""
+    tower = getattr(model, "item_tower", None)
+    return contextlib.nullcontext() if tower is None else tower.for_evaluation()
 
 
 class FrozenFeatureItemTower(ItemTower):

@@ -3,7 +3,9 @@
 Every position of a user's window predicts its next item among the items of the batch; each logit
 is corrected by ``-log p(item)`` (training popularity), and candidates from the user's own window
 other than the position's label are masked, so a user's other positives are never pushed down as
-negatives.
+negatives. Every model trained with it ends in :func:`logq_cross_entropy`: the sequential models
+through :func:`inbatch_logq_loss` (one row per window position), the CF models of
+``general_recommender`` through their ``[B, C]`` scores.
 
 Which items of the batch are candidates (``inbatch_candidates``):
 
@@ -62,6 +64,21 @@ def own_window_columns(user_items: torch.Tensor, candidate_ids: torch.Tensor):
     return columns, (candidate_ids[columns] == user_items) & (user_items > 0)
 
 
+def logq_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, own_rows: torch.Tensor,
+                       own_columns: torch.Tensor) -> torch.Tensor:
+    """The one in-batch loss: mean cross-entropy of logQ-corrected logits, with each row's own
+    items other than its label masked out (a user's other positives are never negatives).
+
+    logits [P, C]: scores already corrected by ``-log p(item)`` (overwritten in place: they are
+    the one large tensor); labels [P]: each row's label column; own_rows, own_columns [K]: the
+    (row, column) pairs of each row's own items (its label may be among them: it stays).
+    """
+    not_label = own_columns != labels[own_rows]
+    logits.index_put_((own_rows[not_label], own_columns[not_label]),
+                      logits.new_tensor(float("-inf")))
+    return F.cross_entropy(logits, labels)
+
+
 def inbatch_logq_loss(
     hidden: torch.Tensor,
     targets: torch.Tensor,
@@ -97,10 +114,9 @@ def inbatch_logq_loss(
     row_of_position = torch.nonzero(labelled, as_tuple=True)[0]
     columns, present = own_window_columns(user_items, candidate_ids)
     columns, present = columns[row_of_position], present[row_of_position]  # [P, M]
-    is_label = present & (columns == labels.unsqueeze(1))
-    if candidates == "slots" and not is_label.any(dim=1).all():
-        raise ValueError("a label is missing from its own row of user_items")
-    masked = present & ~is_label  # the user's own items other than the label: not negatives
-    masked_positions = positions.unsqueeze(1).expand_as(columns)[masked]
-    logits.index_put_((masked_positions, columns[masked]), logits.new_tensor(float("-inf")))
-    return F.cross_entropy(logits, labels)
+    if candidates == "slots":
+        is_label = present & (columns == labels.unsqueeze(1))
+        if not is_label.any(dim=1).all():
+            raise ValueError("a label is missing from its own row of user_items")
+    own_rows = positions.unsqueeze(1).expand_as(columns)[present]
+    return logq_cross_entropy(logits, labels, own_rows, columns[present])

@@ -8,16 +8,10 @@ from collections import OrderedDict
 
 import torch
 
-from recbole.utils import init_seed, set_color
-
-from recbole_microlens.trainer.checkpoint import load_data_and_model  # noqa: F401  (RecBole's API)
+from recbole.utils import set_color
 
 from recbole_microlens.config.configurator import MLConfig
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
-from recbole_microlens.encoders.factory import prefetch_weights
 from recbole_microlens.evaluator.ranking import with_breakdowns
-from recbole_microlens.model import get_model
 from recbole_microlens.evaluator.results import (
     jsonable_config,
     metrics_table,
@@ -27,13 +21,15 @@ from recbole_microlens.evaluator.results import (
 )
 from recbole_microlens.errors import ConfigError
 from recbole_microlens.processes import require_main_guard
+from recbole_microlens.quick_start.build import build_run
+from recbole_microlens.quick_start.reload import load_data_and_model  # noqa: F401  (RecBole's API)
 from recbole_microlens.trainer.resume import (
     TrainingInterrupted,
     check_same_run,
     read_training_state,
     signal_of,
 )
-from recbole_microlens.config.run_id import init_run_logger, new_run_id
+from recbole_microlens.config.run_id import new_run_id
 from recbole_microlens.trainer.trainer import MLTrainer
 
 
@@ -61,18 +57,10 @@ def run_recbole_ml(
     config = MLConfig(model, dataset, config_file_list, config_dict)
     if state is not None:
         check_same_run(state, config, resume)
-    init_seed(config["seed"], config["reproducibility"])
-    init_run_logger(config)
+    built = build_run(config)
+    dataset, model = built.dataset, built.model
+    train_data, valid_data, test_data = built.splits
     logger = logging.getLogger()
-    logger.info(config)
-
-    prefetch_weights(config)  # missing encoder weights stop the run before any data work
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(model)
 
     trainer = MLTrainer(config, model)
     if state is not None:

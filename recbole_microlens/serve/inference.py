@@ -1,13 +1,12 @@
 """Using a trained model: top-k recommendations, item vectors, and cold-start items.
 
-Everything starts from a checkpoint (:func:`recbole_microlens.trainer.checkpoint.load_data_and_model`).
+Everything starts from a checkpoint (:func:`recbole_microlens.quick_start.load_data_and_model`).
 Scoring follows the evaluation's rules: every item is embedded once (a content tower encodes
 each item once, not once per user), one matrix product per batch of users, and the items a user
 already interacted with (their whole history, valid and test items included) are masked.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
@@ -24,7 +23,7 @@ from recbole.utils import ModelType
 from recbole_microlens.errors import InputError, MissingInputError, NonFiniteError
 from recbole_microlens.evaluator.ranking import mask_scores
 from recbole_microlens.io import atomic_open, write_json_atomic
-from recbole_microlens.trainer.trainer import content_tower, item_table_once
+from recbole_microlens.model.layers import content_tower, item_table_once
 
 logger = logging.getLogger(__name__)
 
@@ -356,17 +355,6 @@ def new_item_inputs(tower, folder: Path, tokens: list[str]):
     return ItemInputs(store, [PAD_TOKEN, *tokens], tower.inputs.convert)
 
 
-@contextlib.contextmanager
-def _reading(tower, inputs):
-    """The tower reads ``inputs`` (and no trunk cache, which holds catalogue items only)."""
-    saved = tower.inputs, tower.runtime.trunk_cache
-    tower.inputs, tower.runtime.trunk_cache = inputs, None
-    try:
-        yield
-    finally:
-        tower.inputs, tower.runtime.trunk_cache = saved
-
-
 def embed_new_items(model, dataset, folder: str | os.PathLike) -> NewItems:
     """Embed the items of ``folder`` that are not in the dataset with the trained encoder."""
     tower = content_tower(model)
@@ -392,6 +380,6 @@ def embed_new_items(model, dataset, folder: str | os.PathLike) -> NewItems:
                        "input and marked %r in the TSV's source column", len(broken), folder,
                        ", ".join(broken[:5]), " ..." if len(broken) > 5 else "", "new-fallback")
     model.eval()
-    with torch.no_grad(), _reading(tower, inputs):
+    with torch.no_grad(), tower.reading(inputs):
         vectors = tower.embed(ids)
     return NewItems(tokens, vectors, fallback)

@@ -1,14 +1,15 @@
-"""What a checkpoint carries besides weights, and how a run is rebuilt from it.
+"""What a checkpoint carries besides weights (the run is rebuilt from it by
+:mod:`recbole_microlens.quick_start.reload`).
 
 RecBole pickles its ``Config`` into every checkpoint, so loading one needs ``weights_only=False``
 (arbitrary code). Ours carry the same information as plain data (dicts, lists, strings,
 numbers): the run's own settings, the dataset name, checksums of the atomic files it trained on
 and the package versions. ``torch.load(path, weights_only=True)`` reads them, and
-:func:`load_data_and_model` rebuilds RecBole's 6-tuple from them.
+:func:`~recbole_microlens.quick_start.reload.load_data_and_model` rebuilds RecBole's 6-tuple
+from them.
 """
 from __future__ import annotations
 
-import logging
 import numbers
 from pathlib import Path
 
@@ -73,30 +74,6 @@ def class_path(cls) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def checkpoint_model_class(checkpoint: dict, path):
-    """The class that wrote ``checkpoint``: imported from the dotted path the checkpoint
-    recorded (a model in your own module, on PYTHONPATH or installed, needs no code to load),
-    else looked up by name (registered, a ``recbole_microlens.models`` entry point, RecBole's)."""
-    from recbole_microlens.model import get_model
-
-    recorded = checkpoint.get("model_class")  # absent from checkpoints of older versions
-    if recorded and not recorded.startswith("__main__."):
-        try:
-            return get_model(recorded)
-        except ValueError as error:
-            import_error = error
-    else:
-        import_error = None
-    try:
-        return get_model(checkpoint["model"])
-    except ValueError as error:
-        where = f"{recorded!r} cannot be imported ({import_error}); " if import_error else ""
-        raise CheckpointError(
-            f"{path}: model {checkpoint['model']!r} is unknown here: {where}put the module that "
-            "defines it on PYTHONPATH, install it (entry point group recbole_microlens.models) or "
-            "import the module that registers it first") from error
-
-
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """A recbole-microlens checkpoint with its run record, loaded weights-only (the one reader,
     ``io.load_torch_file``, names the file and the format for anything else)."""
@@ -123,53 +100,3 @@ def check_atomic_files(checkpoint: dict, config, path) -> None:
             raise CheckpointError(
                 f"{path}: {folder / name} is not the file this model was "
                 f"trained on (sha256 {found.get(name)}, expected {digest})")
-
-
-def rebuild_config(checkpoint: dict, overrides: dict | None = None, path=None):
-    """The run's ``MLConfig`` from a checkpoint's run record (``overrides`` win, e.g. a device)."""
-    from recbole_microlens.config.configurator import MLConfig
-
-    settings = {**checkpoint["run_config"], **(overrides or {})}
-    settings.pop("model", None)  # the class below decides; a dotted --model path stays recorded
-    model_class = checkpoint_model_class(checkpoint, path)
-    return MLConfig(model_class, checkpoint["dataset"], config_dict=settings)
-
-
-def load_data_and_model(model_file, overrides: dict | None = None, verify: bool = True,
-                        data_path: str | Path | None = None, quiet: bool = False):
-    """RecBole's ``load_data_and_model`` for our checkpoints: ``(config, model, dataset,
-    train_data, valid_data, test_data)`` with the trained weights loaded and the model in eval
-    mode. ``verify`` checks the atomic files against the checksums the checkpoint recorded;
-    ``data_path`` is the root of converted datasets when the dataset has moved since training;
-    ``quiet`` neither logs the configuration nor starts RecBole's log file."""
-    from recbole.utils import init_logger, init_seed
-
-    from recbole_microlens.data.recbole.dataset import create_dataset
-    from recbole_microlens.data.recbole.loaders import data_preparation
-
-    checkpoint = read_checkpoint(model_file)
-    if data_path is not None:
-        overrides = {**(overrides or {}), "data_path": str(data_path)}
-    # the trained state dict brings the encoder's weights: its pre-trained start is not needed
-    config = rebuild_config(checkpoint, {"encoder_checkpoint": "trained", **(overrides or {})},
-                            model_file)
-    if verify:
-        check_atomic_files(checkpoint, config, model_file)
-    init_seed(config["seed"], config["reproducibility"])
-    if not quiet:
-        init_logger(config)
-        logging.getLogger().info(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:  # sizes differ: the dataset changed (--no-verify), or another run
-        raise CheckpointError(
-            f"{model_file} does not fit the dataset in {config['data_path']} "
-            f"({dataset.item_num - 1} items, {dataset.user_num - 1} users now): "
-            f"{' '.join(str(error).split())[:300]}") from error
-    model.load_other_parameter(checkpoint.get("other_parameter"))
-    model.eval()
-    return config, model, dataset, train_data, valid_data, test_data

@@ -6,7 +6,6 @@ item's vector once per evaluation, masks each user's history, and ranks the held
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,7 +15,7 @@ from recbole.utils import set_color
 from tqdm import tqdm
 
 from recbole_microlens.trainer.checkpoint import run_record
-from recbole_microlens.model.tower_cache import all_items_table, item_id_fields, open_trunk_cache, unique_items_table
+from recbole_microlens.model.tower_cache import item_id_fields, open_trunk_cache, unique_items_table
 from recbole_microlens.data.recbole.dataset import HOLDOUT_BY_PHASE
 from recbole_microlens.evaluator.ranking import (
     EvalResult,
@@ -32,7 +31,7 @@ from recbole_microlens.evaluator.ranking import (
 from recbole_microlens.io import load_trainer_checkpoint
 from recbole_microlens.errors import CheckpointError, NonFiniteError
 from recbole_microlens.io import atomic_open
-from recbole_microlens.model.layers import TowerRuntime
+from recbole_microlens.model.layers import content_tower, item_table_once
 from recbole_microlens.model.options import choose
 from recbole_microlens.trainer.resume import (
     restore_training_state,
@@ -44,23 +43,6 @@ from recbole_microlens.precision import bf16_safe_kernels
 
 # Which parameters get the encoder's learning rate and weight decay.
 ENCODER_GROUPS = ("encoder", "encoder+projection")
-
-
-def content_tower(model):
-    """The model's item tower when it runs a content encoder, else None."""
-    tower = getattr(model, "item_tower", None)
-    return tower if getattr(tower, "encodes_content", False) else None
-
-
-@contextmanager
-def item_table_once(model):
-    """During evaluation, every item is embedded once and all lookups read that table."""
-    tower = getattr(model, "item_tower", None)
-    if tower is None:
-        yield
-        return
-    with tower.use_table(all_items_table(tower)):
-        yield
 
 
 class MLTrainer(Trainer):
@@ -89,7 +71,7 @@ class MLTrainer(Trainer):
         self.train_generator = None
         self.current_epoch = 0
         if self.tower is not None:
-            self.tower.runtime = TowerRuntime(
+            self.tower.configure_runtime(
                 checkpoint_blocks=bool(config["gradient_checkpointing"]),
                 length_grouping=config["length_grouping"] is not False)
 
@@ -172,9 +154,9 @@ class MLTrainer(Trainer):
             return
         root = Path(self.config["checkpoint_dir"]) / "trunk_cache" / self.config["dataset"]
         started = time.perf_counter()
-        self.tower.runtime.trunk_cache = open_trunk_cache(
+        self.tower.use_trunk_cache(open_trunk_cache(
             self.tower, root, dtype=self.config["trunk_cache_dtype"],
-            batch_size=self.config["encode_chunk_size"], progress=show_progress)
+            batch_size=self.config["encode_chunk_size"], progress=show_progress))
         self.trunk_cache_seconds = time.perf_counter() - started
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):

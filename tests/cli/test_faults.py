@@ -385,8 +385,7 @@ recbole_microlens.config.run_id.get_local_time = lambda: SAME_SECOND
 
 from recbole_microlens.quick_start import run_recbole_ml
 from recbole_microlens.config.configurator import MLConfig
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
+from tests.helpers import built_run
 from recbole_microlens.model import get_model
 from recbole_microlens.trainer.trainer import MLTrainer
 
@@ -403,7 +402,7 @@ while len(list(root.glob("done-*"))) < 2:  # re-read the checkpoint after both r
     time.sleep(0.05)
 checkpoint = root / "saved" / f"SASRec-{result['config']['run_id']}.pth"
 config = MLConfig("SASRec", "tiny", None, dict(options))
-train, valid, test = data_preparation(config, create_dataset(config))
+train, valid, test = built_run(config, model=False).splits
 trainer = MLTrainer(config, get_model("SASRec")(config, train._dataset))
 again = trainer.evaluate(test, load_best_model=True, model_file=str(checkpoint))
 json.dump({"test": result["test"], "again": again, "checkpoint": str(checkpoint)},

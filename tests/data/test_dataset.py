@@ -5,10 +5,9 @@ import torch
 from recbole.data.dataset import SequentialDataset
 
 from recbole_microlens.data.recbole.dataset import MLSequentialDataset, create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.data.recbole.history import UserSequences
 from recbole_microlens.model.loss import window_targets
-from tests.helpers import make_config, write_inter_file
+from tests.helpers import built_run, make_config, write_inter_file
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def test_train_popularity_counts_training_part_only(root):
 def test_eval_splits_know_their_holdout(root):
     path, _ = root
     config = make_config(path, "synthetic")
-    _, valid, test = data_preparation(config, create_dataset(config))
+    _, valid, test = built_run(config, model=False).splits
     assert (valid._dataset.eval_holdout, test._dataset.eval_holdout) == (2, 1)
 
 

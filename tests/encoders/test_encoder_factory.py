@@ -10,14 +10,13 @@ from transformers import BertConfig, BertModel
 
 from recbole_microlens.data.recbole.dataset import create_dataset
 from recbole_microlens.data.stores.item_inputs import resolve_tokenizer
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.data.sample.generate import generate_sample_raw
 from recbole_microlens.data.stores.titles import read_titles, train_wordpiece
 from recbole_microlens.encoders.factory import EncoderChoice
 from recbole_microlens.encoders.text import BERT_TINY
 from recbole_microlens.encoders.extract import extract_features
 from recbole_microlens.model import get_model
-from tests.helpers import make_config
+from tests.helpers import built_run, make_config
 
 DATASET = "toklens"
 
@@ -46,7 +45,7 @@ def text_model(root, **options):
                "item_modality": "text", "hidden_size": 16, "inner_size": 32,
                "encoder_checkpoint": str(root / "bert"), **options}
     config = make_config(root / "atomic", DATASET, model="SASRecV", **options)
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = built_run(config, model=False).splits
     return get_model("SASRecV")(config, train._dataset)
 
 

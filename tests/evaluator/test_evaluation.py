@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole.evaluator import Collector, Evaluator
 from recbole.evaluator.metrics import AveragePopularity, TailPercentage
 
@@ -25,7 +23,7 @@ from recbole_microlens.evaluator.ranking import (
     top_items,
 )
 from recbole_microlens.trainer.trainer import MLTrainer
-from tests.helpers import make_config, write_inter_file
+from tests.helpers import built_run, make_config, write_inter_file
 
 # Fixed item scores: a > b > c > d > e > f.
 SCORE_BY_TOKEN = {"a": 6.0, "b": 5.0, "c": 4.0, "d": 3.0, "e": 2.0, "f": 1.0}
@@ -56,8 +54,7 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("protocol")
     write_inter_file(root, "hand", SEQUENCES)
     config = make_config(root, "hand", topk=[1, 3], metrics=["Hit", "NDCG", "MRR"])
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
+    train, valid, test = built_run(config, model=False).splits
     trainer = MLTrainer(config, FixedScores(train._dataset))
     return trainer, valid, test
 

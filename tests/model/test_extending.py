@@ -76,7 +76,8 @@ def test_models_resolve_by_dotted_path_and_unknown_names_say_how_to_register():
 
 
 def test_a_checkpoint_naming_no_importable_model_class_is_refused_in_one_line(tmp_path):
-    from recbole_microlens.trainer.checkpoint import CheckpointError, checkpoint_model_class
+    from recbole_microlens.errors import CheckpointError
+    from recbole_microlens.quick_start.reload import checkpoint_model_class
 
     for recorded in ("os.path.join", "nowhere.Model", "__main__.Mine"):
         with pytest.raises(CheckpointError, match="model 'Mine' is unknown here"):

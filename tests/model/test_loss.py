@@ -207,3 +207,76 @@ def test_under_bf16_autocast_the_logits_stay_float32_and_match():
     result = run_isolated(BF16_LOSS)
     assert result["dtype"] == "torch.float32"
     assert abs(result["loss"] - result["expected"]) < 0.02
+
+# ----------------------------------------- one loss: the two old computations, kept here ---
+def old_inbatch_softmax_loss(logits, labels, candidate_log_popularity, seen):
+    """``general_recommender/base.py``'s loss before it called ``logq_cross_entropy``."""
+    seen = seen.clone()
+    seen[torch.arange(len(labels)), labels] = False
+    logits = (logits - candidate_log_popularity).masked_fill(seen, float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def old_inbatch_logq_loss(hidden, targets, embed_items, log_popularity, user_items, candidates):
+    """``loss.py``'s position loss before its masking and cross-entropy moved out."""
+    from recbole_microlens.model.loss import CANDIDATES, own_window_columns
+
+    labelled = targets > 0
+    candidate_ids, labels, copies = CANDIDATES[candidates](targets, labelled, user_items)
+    positions = torch.arange(len(labels))
+    bias = -log_popularity[candidate_ids]
+    if candidates == "slots":
+        log_copies = copies.to(bias.dtype).log()
+        bias = bias + log_copies
+    logits = torch.addmm(bias.float(), hidden[labelled].float(), embed_items(candidate_ids).float().T)
+    if candidates == "slots":
+        logits.index_put_((positions, labels), -log_copies[labels].to(logits.dtype), accumulate=True)
+    row_of_position = torch.nonzero(labelled, as_tuple=True)[0]
+    columns, present = own_window_columns(user_items, candidate_ids)
+    columns, present = columns[row_of_position], present[row_of_position]
+    masked = present & ~(present & (columns == labels.unsqueeze(1)))
+    masked_positions = positions.unsqueeze(1).expand_as(columns)[masked]
+    logits.index_put_((masked_positions, columns[masked]), logits.new_tensor(float("-inf")))
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def loss_and_grads(loss_fn, *leaves):
+    leaves = [leaf.detach().clone().requires_grad_(True) for leaf in leaves]
+    loss = loss_fn(*leaves)
+    return loss.detach(), torch.autograd.grad(loss, leaves)
+
+
+@pytest.mark.parametrize("candidates", ["unique", "slots"])
+def test_the_position_loss_is_bitwise_its_old_computation(candidates):
+    torch.manual_seed(3)
+    table, log_pop = torch.randn(30, 6), torch.log(torch.rand(30) + 0.05)
+    item_seq = torch.randint(1, 30, (8, 7))
+    lengths = torch.randint(1, 8, (8,))
+    item_seq = item_seq.masked_fill(torch.arange(7) >= lengths[:, None], 0)
+    next_item = torch.randint(1, 30, (8,))
+    targets = window_targets(item_seq, lengths, next_item)
+    user_items = torch.cat([item_seq, next_item[:, None]], 1)
+
+    def with_(loss_fn):
+        return loss_and_grads(lambda h, t: loss_fn(h, targets, lambda ids: t[ids], log_pop,
+                                                   user_items, candidates),
+                              torch.randn(8, 7, 6, generator=torch.Generator().manual_seed(4)),
+                              table)
+
+    (loss, grads), (old, old_grads) = with_(inbatch_logq_loss), with_(old_inbatch_logq_loss)
+    assert torch.equal(loss, old) and all(map(torch.equal, grads, old_grads))
+
+
+def test_the_pairwise_loss_is_bitwise_its_old_computation():
+    from recbole_microlens.model.general_recommender.base import inbatch_softmax_loss
+
+    torch.manual_seed(5)
+    logits, log_pop = torch.randn(9, 12), torch.log(torch.rand(12) + 0.05)
+    labels = torch.randint(0, 12, (9,))
+    seen = torch.rand(9, 12) < 0.3
+    seen[0, labels[0]] = True  # a label among the row's own items stays a label
+    (loss, grads), (old, old_grads) = (
+        loss_and_grads(lambda x: fn(x, labels, log_pop, seen), logits)
+        for fn in (inbatch_softmax_loss, old_inbatch_softmax_loss))
+    assert torch.isfinite(loss) and torch.equal(loss, old)
+    assert all(map(torch.equal, grads, old_grads))

@@ -11,13 +11,13 @@ from tests.model.test_videorec import TINY_TEXT, assert_same, build, loss_and_gr
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def plain_and(trainer, model, batch, **switches):
-    """Loss and gradients on the plain path, then with ``switches`` set on the tower."""
+def plain_and(trainer, model, batch, length_grouping=False, trunk_cache=None):
+    """Loss and gradients on the plain path, then with the tower run as the switches say."""
     tower = model.item_tower
-    tower.runtime.length_grouping, tower.runtime.trunk_cache = False, None
+    tower.configure_runtime()
     plain = loss_and_grads(trainer, model, batch)
-    for name, value in switches.items():
-        setattr(tower.runtime, name, value)
+    tower.configure_runtime(length_grouping=length_grouping)
+    tower.use_trunk_cache(trunk_cache)
     return plain, loss_and_grads(trainer, model, batch)
 
 

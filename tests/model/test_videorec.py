@@ -2,14 +2,12 @@
 import pytest
 import torch
 
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.data.sample.generate import generate_sample_raw
 from recbole_microlens.encoders import ENCODERS
 from recbole_microlens.model import get_model
 from recbole_microlens.quick_start import run_recbole_ml
 from recbole_microlens.trainer.trainer import MLTrainer
-from tests.helpers import make_config
+from tests.helpers import built_run, make_config
 
 TINY_VIDEO = {"item_encoder": "r3d-r18", "encoder_overrides": {"size": 16},
               "encoder_checkpoint": "random"}
@@ -27,7 +25,7 @@ def build(root, model="SASRecV", **overrides):
     options = {"raw_data_path": str(root / "raw"), "train_batch_size": 8, "hidden_size": 16,
                "inner_size": 32, "embedding_size": 16, "encode_chunk_size": 16, **overrides}
     config = make_config(root / "atomic", "tinylens", model=model, **options)
-    train, valid, test = data_preparation(config, create_dataset(config))
+    train, valid, test = built_run(config, model=False).splits
     torch.manual_seed(0)
     model = get_model(model)(config, train._dataset)
     return config, model, MLTrainer(config, model), train, valid, test
@@ -79,7 +77,7 @@ def test_trunk_cache_float32_is_exact_float16_is_close(root):
         trainer._prepare_trunk_cache(show_progress=False)
         cached = loss_and_grads(trainer, model, batch)
         assert_same(plain, cached, atol=atol)
-        model.item_tower.runtime.trunk_cache = None
+        model.item_tower.use_trunk_cache(None)
     trunk = model.item_tower.encoder.trainable_block_start
     assert 0 < trunk < model.item_tower.encoder.num_blocks
 
@@ -121,7 +119,7 @@ def test_evaluation_encodes_every_item_once(root):
     model.eval()
     batch = next(iter(valid))[0]
     direct = model.full_sort_predict(batch)  # no table: encodes every item again
-    from recbole_microlens.trainer.trainer import item_table_once
+    from recbole_microlens.model.layers import item_table_once
 
     with torch.no_grad(), item_table_once(model):
         assert torch.allclose(model.full_sort_predict(batch), direct, atol=1e-5)
@@ -158,7 +156,8 @@ def test_checkpointing_keeps_the_loss_and_gradients(root, monkeypatch):
     real_checkpoint = layers.checkpoint
     monkeypatch.setattr(layers, "checkpoint", lambda function, x, start, stop, **options: (
         checkpointed_blocks.append(start) or real_checkpoint(function, x, start, stop, **options)))
-    model.item_tower.runtime.checkpoint_blocks = True
+    model.item_tower.configure_runtime(checkpoint_blocks=True,
+                                       length_grouping=model.item_tower.runtime.length_grouping)
     checkpointed = seeded_loss_and_grads(trainer, model, batch)
     encoder = model.item_tower.encoder
     assert set(checkpointed_blocks) == set(range(encoder.num_blocks))  # every block, recomputed

@@ -7,8 +7,6 @@ import pytest
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.data.sample.generate import generate_sample_raw
 from recbole_microlens.data.stores.titles import minilm_folder
 from recbole_microlens.encoders.extract import extract_features
@@ -17,7 +15,7 @@ from recbole_microlens.model.general_recommender.base import masked_first_order,
 from recbole_microlens.model.general_recommender.deepfm import most_recent_first
 from recbole_microlens.model.layers import FrozenFeatureItemTower
 from recbole_microlens.quick_start import run_recbole_ml
-from tests.helpers import make_config
+from tests.helpers import built_run, make_config
 
 DATASET = "vidlens"
 ID_MODELS = ["DSSM", "LightGCN", "NFM", "DeepFM", "YouTubeID", "MMGCNID", "GRCNID"]
@@ -52,7 +50,7 @@ def run(root, model, **overrides):
 def build(root, model, **overrides):
     config = make_config(root / "atomic", DATASET, model=model, features_file="features/titles.npy",
                          **{**TINY, **overrides})
-    train, valid, _ = data_preparation(config, create_dataset(config))
+    train, valid, _ = built_run(config, model=False).splits
     torch.manual_seed(0)
     return get_model(model)(config, train._dataset), train, valid
 

@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_microlens.trainer.checkpoint import CheckpointError, load_data_and_model, read_checkpoint
+from recbole_microlens.errors import CheckpointError
+from recbole_microlens.quick_start import load_data_and_model
+from recbole_microlens.trainer.checkpoint import read_checkpoint
 from recbole_microlens.cli.commands import main
 from recbole_microlens.io import sha256_file
 from recbole_microlens.quick_start import objective_function, run_recbole_ml
 from recbole_microlens.trainer.trainer import MLTrainer
+from tests.helpers import built_run
 
 DATASET = "microlens-sample"
 
@@ -99,6 +102,55 @@ def test_load_data_and_model_reproduces_the_test_metrics(trained, loaded):
     trainer = MLTrainer(config, model)
     assert trainer.evaluate(test_data, load_best_model=False) == result["test"]
     assert trainer.evaluate(valid_data, load_best_model=False) == result["valid"]
+
+
+def test_a_reloaded_run_is_the_run_built_for_training(trained, loaded):
+    """Training and reload build through one ``build_run``: the same dataset and splits, the
+    same initial weights (one seed rule), and with the checkpoint's weights the same scores."""
+    from recbole_microlens.config.configurator import MLConfig
+    from recbole_microlens.quick_start.reload import rebuild_config
+
+    _, checkpoint, _, root = trained
+    config, model, dataset, *splits = loaded
+    training = built_run(MLConfig("SASRec", DATASET, config_dict=_options(root)))
+    assert training.dataset.inter_feat.interaction.keys() == dataset.inter_feat.interaction.keys()
+    for field, values in training.dataset.inter_feat.interaction.items():
+        assert torch.equal(values, dataset.inter_feat.interaction[field]), field
+    for built, rebuilt in zip(training.splits, splits):
+        sequences, sequences_again = built._dataset.user_sequences, rebuilt._dataset.user_sequences
+        assert np.array_equal(sequences.items, sequences_again.items)
+        assert np.array_equal(sequences.indptr, sequences_again.indptr)
+        batches, batches_again = list(built), list(rebuilt)
+        assert len(batches) == len(batches_again) > 0
+        assert all(_same_batch(a, b) for a, b in zip(batches, batches_again))
+    untrained = built_run(rebuild_config(read_checkpoint(checkpoint), path=checkpoint)).model
+    initial = training.model.state_dict()
+    assert all(torch.equal(initial[name], value) for name, value in untrained.state_dict().items())
+    training.model.load_state_dict(read_checkpoint(checkpoint)["state_dict"])
+    training.model.eval()
+    batch = next(iter(splits[2]))[0]
+    with torch.no_grad():
+        assert torch.equal(training.model.full_sort_predict(batch), model.full_sort_predict(batch))
+
+
+def _same_batch(batch, again) -> bool:
+    """Whether two loader batches (an Interaction, or a tuple of them and tensors) are equal."""
+    if isinstance(batch, tuple):
+        return len(batch) == len(again) and all(map(_same_batch, batch, again))
+    if hasattr(batch, "interaction"):
+        return batch.interaction.keys() == again.interaction.keys() and all(
+            torch.equal(value, again[key]) for key, value in batch.interaction.items())
+    return torch.equal(batch, again) if torch.is_tensor(batch) else batch == again
+
+
+def test_a_reload_gets_a_run_id_of_its_own(trained):
+    """A reloaded run logs to a file of its own, even from a checkpoint that recorded its id."""
+    from recbole_microlens.quick_start.reload import rebuild_config
+
+    state = read_checkpoint(trained[1])
+    state["run_config"]["run_id"] = "the-training-run"
+    assert rebuild_config(state)["run_id"] != "the-training-run"
+    assert rebuild_config(state, {"run_id": "named"})["run_id"] == "named"
 
 
 def test_recbole_full_sort_topk_runs_on_the_loaded_run(loaded):

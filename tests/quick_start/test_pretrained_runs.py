@@ -13,12 +13,10 @@ import torch
 from pytorchvideo.models import hub
 
 from recbole_microlens.config.configurator import MLConfig
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.data.sample.generate import ensure_sample_raw
 from recbole_microlens.data.stores.titles import read_titles
 from recbole_microlens.model import get_model
-from tests.helpers import seed_hub_cache, seed_torch_hub, tiny_bert_folder
+from tests.helpers import built_run, seed_hub_cache, seed_torch_hub, tiny_bert_folder
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = ["--model=SASRecV", "--dataset=microlens-sample", "--epochs=1", "--show_progress=false",
@@ -110,7 +108,7 @@ def test_the_reference_profile_projects_kinetics_logits(caches, tmp_path, monkey
         "item_encoder": "x3d-xs", "encoder_checkpoint": "pretrained", "show_progress": False,
         "hidden_size": 16, "inner_size": 32})
     assert config["encoder_head"] == "logits"
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = built_run(config, model=False).splits
     tower = get_model("SASRecV")(config, train._dataset).item_tower
     upstream = torch.load(caches / "torch" / "hub" / "checkpoints" / "X3D_XS.pyth",
                           weights_only=True)["model_state"]

@@ -5,13 +5,11 @@ import pytest
 import torch
 
 from recbole_microlens.config.configurator import MLConfig
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.model import get_model
 from recbole_microlens.model.loss import window_targets
 from recbole_microlens.model.sequential_recommender.base import left_align
 from recbole_microlens.quick_start import run_recbole_ml
-from tests.helpers import make_config, write_inter_file
+from tests.helpers import built_run, make_config, write_inter_file
 
 SEQUENCES = {f"u{u}": [f"i{(u * 3 + k) % 17}" for k in range(6 + u % 4)] for u in range(24)}
 
@@ -25,7 +23,7 @@ def root(tmp_path_factory):
 
 def build_model(root, **overrides):
     config = make_config(root, "refdata", **overrides)
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = built_run(config, model=False).splits
     torch.manual_seed(0)
     return config, get_model("SASRec")(config, train._dataset), train
 
@@ -133,7 +131,7 @@ def build_video(root, **overrides):
                "encoder_overrides": {"size": 16}, "hidden_size": 16, "train_batch_size": 8,
                "encode_chunk_size": 16, "encoder_learning_rate": 1e-4, **overrides}
     config = make_config(root / "atomic", "refvideo", model="SASRecV", **options)
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = built_run(config, model=False).splits
     torch.manual_seed(0)
     model = get_model("SASRecV")(config, train._dataset)
     return model, MLTrainer(config, model), train

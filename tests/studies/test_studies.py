@@ -8,8 +8,6 @@ import torch
 
 from recbole_microlens.cli import commands as cli
 from recbole_microlens.data.raw.convert import convert_dataset
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.data.raw.readers import detect_raw_files
 from recbole_microlens.data.sample.generate import generate_sample_raw
@@ -27,7 +25,7 @@ from recbole_microlens.studies.recipes import (
     warm_runs,
 )
 from recbole_microlens.trainer.trainer import MLTrainer
-from tests.helpers import make_config
+from tests.helpers import built_run, make_config
 
 METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")
 # Raw counts 1:3 2:3 3:3 5:3 8:1 9:1. Warm-3 removes 8 and 9 (2 rows); then user 4, left with
@@ -160,7 +158,7 @@ def test_side_features_train_and_differ_from_plain_sasrec(root, side_study):
     assert side["model"] == "SASRecSide" and side["config"]["item_tower"] == "id+side"
     assert side["config"]["side_features"] == ["pop_bin", "tags"]
     config = make_config(root / "atomic", "tiny", model="SASRecSide", **shared(root))
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = built_run(config, model=False).splits
     torch.manual_seed(0)
     model = get_model("SASRecSide")(config, train._dataset)
     features = model.item_tower.features
@@ -176,7 +174,7 @@ def test_any_backbone_takes_the_side_tower(root):
                          item_tower="id+side", side_features=["pop_bin"],
                          load_col={"inter": ["user_id", "item_id", "timestamp"],
                                    "item": ["item_id", "pop_bin"]})
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = built_run(config, model=False).splits
     tower = get_model("GRU4Rec")(config, train._dataset).item_tower
     assert isinstance(tower, SideFeatureItemTower) and list(tower.features) == ["pop_bin"]
     assert tower.all_items().shape == (train._dataset.item_num, 16)
@@ -186,7 +184,7 @@ def test_side_features_must_be_loaded(root):
     config = make_config(root / "atomic", "tiny", model="SASRecSide", **shared(root),
                          load_col={"inter": ["user_id", "item_id", "timestamp"],
                                    "item": ["item_id", "pop_bin"]})
-    train, _, _ = data_preparation(config, create_dataset(config))
+    train, _, _ = built_run(config, model=False).splits
     with pytest.raises(ValueError, match=r"side features \['tags'\] are not loaded"):
         get_model("SASRecSide")(config, train._dataset)
 

@@ -13,6 +13,7 @@ from recbole_microlens.data.recbole.loaders import data_preparation
 from recbole_microlens.model import get_model
 from recbole_microlens.quick_start import run
 from recbole_microlens.trainer.trainer import MLTrainer
+from tests.helpers import built_run
 
 
 def free_port() -> int:
@@ -57,7 +58,8 @@ def test_gathered_ranking_equals_single_process_ranking(ddp_result):
     """Re-evaluating rank 0's checkpoint in one process gives the DDP (gathered) test metrics."""
     root, options, result = ddp_result
     config = MLConfig("SASRec", "microlens-sample", config_dict=options)
-    train, _, test = data_preparation(config, create_dataset(config))
+    built = built_run(config, model=False)
+    train, test = built.train_data, built.test_data
     trainer = MLTrainer(config, get_model("SASRec")(config, train._dataset))
     checkpoint = sorted((root / "saved").glob("SASRec-*.pth"))[-1]
     single = trainer.evaluate(test, load_best_model=True, model_file=str(checkpoint))
@@ -65,21 +67,15 @@ def test_gathered_ranking_equals_single_process_ranking(ddp_result):
 
 
 def _train_rank(rank: int, options: dict, port: int, out_dir) -> None:
-    """One DDP process, built as ``run_recbole_ml`` builds it (each rank seeds its own initial
-    weights): train, then save the rank's initial and final parameters."""
-    from recbole.utils import init_seed
-
-    from recbole_microlens.data.recbole.dataset import create_dataset
-    from recbole_microlens.data.recbole.loaders import data_preparation
-    from recbole_microlens.model import get_model
+    """One DDP process, built as ``run_recbole_ml`` builds it (``build_run``: each rank seeds
+    its own initial weights): train, then save the rank's initial and final parameters."""
+    from recbole_microlens.quick_start import build_run
 
     config = MLConfig("SASRec", "microlens-sample", None, {
         **options, "local_rank": rank, "world_size": 2, "nproc": 2, "ip": "127.0.0.1",
         "port": str(port), "offset": 0})
-    init_seed(config["seed"], config["reproducibility"])
-    train, _, _ = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"] + rank, config["reproducibility"])
-    model = get_model("SASRec")(config, train._dataset)
+    built = build_run(config, quiet=True)
+    train, model = built.train_data, built.model
     initial = {name: value.clone() for name, value in model.state_dict().items()}
     MLTrainer(config, model).fit(train, None, saved=False)
     torch.save({"initial": initial, "final": model.state_dict(),
@@ -99,6 +95,9 @@ def test_parameters_stay_equal_across_processes_after_optimizer_steps(ddp_result
     names = list(first["final"])
     assert first["steps"] == second["steps"] >= 10  # several optimizer steps on each rank
     assert any(not torch.equal(first["initial"][n], second["initial"][n]) for n in names)
+    # the seed rule (seed + local_rank): rank 0 starts from the single-process weights
+    single = built_run(MLConfig("SASRec", "microlens-sample", None, dict(options))).model
+    assert all(torch.equal(first["initial"][n], value) for n, value in single.state_dict().items())
     assert any(not torch.equal(first["final"][n], first["initial"][n]) for n in names)  # trained
     unequal = [n for n in names if not torch.equal(first["final"][n], second["final"][n])]
     assert unequal == []

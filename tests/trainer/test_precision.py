@@ -32,16 +32,14 @@ TRAINER_EPOCH = """
 import json, sys, tempfile
 from pathlib import Path
 import torch
-from tests.helpers import make_config, write_inter_file
-from recbole_microlens.data.recbole.dataset import create_dataset
-from recbole_microlens.data.recbole.loaders import data_preparation
+from tests.helpers import built_run, make_config, write_inter_file
 from recbole_microlens.model import get_model
 from recbole_microlens.trainer.trainer import MLTrainer
 
 root = Path(tempfile.mkdtemp())
 write_inter_file(root, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)] for u in range(6)})
 config = make_config(root, "tiny", bf16=sys.argv[1] == "True")
-train, _, _ = data_preparation(config, create_dataset(config))
+train, _, _ = built_run(config, model=False).splits
 model = get_model("SASRec")(config, train._dataset)
 seen = {"forward": set(), "backward": set()}
 for module in model.modules():

@@ -20,6 +20,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
+from recbole_microlens.model.loss import logq_cross_entropy
 from recbole_microlens.model.sequential_recommender.base import (
     MLSequentialRecommender,
     log_training_popularity,
@@ -33,12 +34,10 @@ ItemPart = tuple[torch.Tensor, ...]
 def inbatch_softmax_loss(logits: torch.Tensor, labels: torch.Tensor,
                          candidate_log_popularity: torch.Tensor,
                          seen: torch.Tensor) -> torch.Tensor:
-    """The official loss on ``[B, C]`` logits over the batch's distinct items: each logit is
-    corrected by ``-log p(item)`` and a row's other seen candidates are masked out."""
-    seen = seen.clone()
-    seen[torch.arange(len(labels), device=labels.device), labels] = False
-    logits = (logits - candidate_log_popularity).masked_fill(seen, float("-inf"))
-    return F.cross_entropy(logits, labels)
+    """The official loss (:func:`~recbole_microlens.model.loss.logq_cross_entropy`) on ``[B, C]``
+    logits over the batch's distinct items, ``seen`` [B, C] marking each row's own items."""
+    own_rows, own_columns = torch.nonzero(seen, as_tuple=True)
+    return logq_cross_entropy(logits - candidate_log_popularity, labels, own_rows, own_columns)
 
 
 class TrainingItems(nn.Module):
