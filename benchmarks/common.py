@@ -62,12 +62,12 @@ def prepare_dataset(dataset: str, raw_dir: Path) -> None:
 
 
 def prepared_data(config):
-    """(train, valid, test) loaders of this project's dataset for ``config``, as a run builds
-    them: the scripts that time single steps take their batches from here."""
-    from recbole_microlens.data.recbole.dataset import create_dataset
-    from recbole_microlens.data.recbole.loaders import data_preparation
+    """(train, valid, test) loaders of this project's dataset for ``config``, built as a run
+    builds them (:func:`build_run`, seeded, without a model): the scripts that time single
+    steps take their batches from here."""
+    from recbole_microlens.quick_start.build import build_run
 
-    return data_preparation(config, create_dataset(config))
+    return build_run(config, quiet=True, with_model=False).splits
 
 
 # -------------------------------------------------------------------- result reuse ---

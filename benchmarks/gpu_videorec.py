@@ -156,7 +156,8 @@ def measure_encoder(args, work, encoder_name, train, warmup, batches, id_step) -
         for path, (unique, cached) in PATHS.items():
             row = {"encoder": encoder_name, "path": path, "bf16": bf16,
                    "passes_per_epoch": passes_per_epoch(train, unique)}
-            trainer.unique_items, trainer.bf16, tower.runtime.trunk_cache = unique, bf16, None
+            trainer.unique_items, trainer.bf16 = unique, bf16
+            tower.use_trunk_cache(None)
             try:
                 if cached:
                     reason = cache_fits(tower, Path(config["checkpoint_dir"]), tower.n_items)

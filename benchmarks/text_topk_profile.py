@@ -143,6 +143,13 @@ def step_against_arithmetic(trainer, batches, stats: dict) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def set_length_grouping(tower, on: bool) -> None:
+    """Switch the tower's length grouping through its own methods, keeping its trunk cache."""
+    cache, checkpoint_blocks = tower.runtime.trunk_cache, tower.runtime.checkpoint_blocks
+    tower.configure_runtime(checkpoint_blocks=checkpoint_blocks, length_grouping=on)
+    tower.use_trunk_cache(cache)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--raw-dir", type=Path, default=ROOT.parent / "shared/data/microlens-50k")
@@ -170,14 +177,16 @@ def main():
 
     guard = None
     if args.json:  # first, before the profiler has run: the process as training has it
-        tower.runtime.length_grouping, trainer.bf16 = True, False  # the defaults
+        set_length_grouping(tower, True)
+        trainer.bf16 = False  # the defaults
         trainer._step_loss(warmup).backward()  # warm-up
         guard = step_against_arithmetic(trainer, batches, mean_stats)
         write_json_atomic(args.json, guard)
 
     results = {}
     for name, grouping, bf16 in (VARIANTS[v] for v in args.variants):
-        tower.runtime.length_grouping, trainer.bf16 = grouping, bf16
+        set_length_grouping(tower, grouping)
+        trainer.bf16 = bf16
         with bf16_safe_kernels(trainer.device, bf16):
             trainer._step_loss(warmup).backward()  # warm-up
         results[name] = profile_steps(trainer, batches)

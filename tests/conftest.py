@@ -24,7 +24,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 TIER_MODULES = {
     "unit": {"test_benchmark_reuse", "test_cli_startup", "test_compat_scipy", "test_config",
-             "test_artefact", "test_convert", "test_defaults",
+             "test_artefact", "test_convert", "test_defaults", "test_docs",
              "test_dataset", "test_encoders", "test_evaluation", "test_loaders", "test_loss",
              "test_media", "test_packaging", "test_packed_transformer", "test_raw",
              "test_report", "test_results_source", "test_sample", "test_text_store",

@@ -206,11 +206,12 @@ def test_runtime_assignments_are_found():
 
 
 def test_only_the_model_sets_the_towers_runtime_state():
-    """The trainer, serving and tests change a tower's runtime through its methods
+    """The trainer, serving, benchmarks and tests change a tower's runtime through its methods
     (``configure_runtime``, ``use_trunk_cache``, ``reading``), never by assignment."""
     outside = [path for path in PACKAGE.rglob("*.py") if "model" not in path.relative_to(PACKAGE).parts]
     tests = PACKAGE.parent / "tests"  # the model's own tests (tests/model/) may try the read-only guard
     outside += [path for path in tests.rglob("*.py") if "model" not in path.relative_to(tests).parts]
+    outside += list((PACKAGE.parent / "benchmarks").glob("*.py"))
     offenders = [f"{path.relative_to(PACKAGE.parent)}:{line}" for path in outside
                  for line in runtime_assignments(ast.parse(path.read_text(encoding="utf-8")))]
     assert offenders == []
