@@ -39,12 +39,20 @@ def _state(workdir: Path, run_id: str) -> Path:
     return workdir / "saved" / "resume" / f"SASRec-{run_id}.pth"
 
 
+def _sigint_as_from_a_terminal():
+    """A shell without job control starts background jobs with SIGINT ignored, and a child
+    inherits that (Python then installs no Ctrl-C handler): the run under test gets SIGINT's
+    default back, as a run started from a terminal has it, wherever the suite itself runs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_when(workdir: Path, run_id: str, next_epoch: int, signum: int):
     """Start a run and send ``signum`` once its state says ``next_epoch`` epochs are done
     (an event, not a sleep); returns the finished process and its stderr."""
     process = subprocess.Popen([sys.executable, str(SCRIPT), *ARGS, f"--run_id={run_id}",
                                 f"--result_file={run_id}.json"], cwd=workdir, env=_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_sigint_as_from_a_terminal)
     state, deadline = _state(workdir, run_id), time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
         try:
