@@ -19,20 +19,35 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import TYPE_CHECKING, ClassVar, Iterator
 
-import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from recbole_microlens.data.stores.build import DecodedRow
 from recbole_microlens.errors import ConfigError
 
+if TYPE_CHECKING:
+    import av
+
 GREY = 128
 INTERPOLATION = "BILINEAR"  # libswscale's bilinear filter widens when downscaling: no aliasing
-# What a broken file raises (IndexError: no video stream; ValueError: odd formats); anything else
-# is a bug and stops the build (its progress is kept).
-DECODE_ERRORS = (av.error.FFmpegError, OSError, IndexError, ValueError)
+
+
+def _pyav():
+    """PyAV, imported at the first decode: the ID and title paths run where it is not installed
+    (a GPU machine that carries no FFmpeg)."""
+    import av
+
+    return av
+
+
+def decode_errors() -> tuple[type[Exception], ...]:
+    """What a broken file raises (IndexError: no video stream; ValueError: odd formats); anything
+    else is a bug and stops the build (its progress is kept)."""
+    return (_pyav().error.FFmpegError, OSError, IndexError, ValueError)
+
+
 FALLBACK = ("partial: the rule applied to the decodable frames; missing/undecodable: "
             "the cover if a covers dir was given, else grey 128")
 
@@ -116,12 +131,12 @@ def decode_clip(path: str | os.PathLike, spec: FrameSpec, *, seek: bool = True) 
         return DecodedRow(None, "missing")
     try:
         return _decode_clip(Path(path), spec, seek)
-    except DECODE_ERRORS:
+    except decode_errors():
         return DecodedRow(None, "undecodable")
 
 
 def _decode_clip(path: Path, spec: FrameSpec, seek: bool) -> DecodedRow:
-    with av.open(str(path)) as container:
+    with _pyav().open(str(path)) as container:
         stream = container.streams.video[0]
         expected = _header_frame_count(stream)
         wanted = select_frame_indices(expected, spec.num_frames, spec.interval) if expected else []
@@ -161,7 +176,7 @@ def _has_timing(stream) -> bool:
 
 def _read_path(path: Path, wanted: list[int], size: int):
     """``_read_frames`` from the start of a freshly opened file."""
-    with av.open(str(path)) as container:
+    with _pyav().open(str(path)) as container:
         return _read_frames(container, container.streams.video[0], wanted, size, seek=False)
 
 
@@ -210,11 +225,11 @@ def _frames_until_damage(container, stream, damage: list,
                     and packet.pts >= full_decode_from:
                 context.skip_frame, full_decode_from = "DEFAULT", None
             yield from packet.decode()
-    except DECODE_ERRORS as error:
+    except decode_errors() as error:
         damage.append(error)
         try:
             yield from context.decode(None)
-        except DECODE_ERRORS:
+        except decode_errors():
             pass
 
 
