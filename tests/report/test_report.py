@@ -302,6 +302,10 @@ def test_the_committed_figures_redraw_from_the_tables_the_results_pages_publish(
     assert [s.label for s in content] == ["ID SASRec", "SASRecID+T", "titles, MiniLM frozen"]
     assert [s.by_popularity["1"]["hit@10"] for s in content] == [0.0004, 0.0047, 0.0122]
     assert content[0].by_popularity["5"]["n_users"] == 16675
+    current = redraw_plots.title_content_current(text)  # microlens-50k.md, current defaults
+    assert [s.label for s in current][:4] == ["ID SASRec", "SASRecID+T", "titles, MiniLM frozen",
+                                              "titles, MiniLM top-1"]
+    assert [s.by_popularity["1"]["hit@10"] for s in current][:4] == [0.0008, 0.0059, 0.0149, 0.0159]
     overall, _ = redraw_plots.studies(text)
     assert [(s.dataset, s.warm, s.test["hit@10"]) for s in overall][1:3] == [
         ("microlens-50k-warm20", 20, 0.0553), ("microlens-50k-warm50", 50, 0.0744)]
@@ -309,6 +313,7 @@ def test_the_committed_figures_redraw_from_the_tables_the_results_pages_publish(
     assert [s.label for s in features["SASRecID+T"]] == ["SASRecID", "SASRecID+T"]
     redraw_plots.main(["--out", str(tmp_path)])
     assert (tmp_path / "title_features_50k" / "SASRecID+T" / "popularity.png").is_file()
+    assert (tmp_path / "title_content_50k" / "popularity-current-defaults.png").is_file()
     legend = [t.get_text() for t in figures["popularity.png"].axes[0].get_legend().get_texts()]
     assert legend == ["DSSM", "DSSMID+T"]  # the last popularity.png drawn: paper names
     assert figures["overall.png"].axes[0].get_ylabel()
