@@ -42,7 +42,7 @@ suite)
     timeout -s TERM "$budget" python3 -m benchmarks.gpu_videorec \
         --raw-dir "$carry/microlens-50k" --tests "$@" 2>&1 | tee "$out/suite.log"
     status=${PIPESTATUS[0]}
-    cp benchmarks/out/gpu_videorec.json "$out/" 2>/dev/null
+    cp benchmarks/out/gpu_videorec.json benchmarks/out/gpu_tests.log "$out/" 2>/dev/null
     ;;
 *)
     echo "unknown part $part (titles or suite)"; exit 2 ;;

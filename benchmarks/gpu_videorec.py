@@ -182,17 +182,37 @@ def measure_encoder(args, work, encoder_name, train, warmup, batches, id_step) -
     return rows
 
 
-def run_tests(budget_s: int) -> dict:
-    """The default test suite on this machine (CUDA when visible), within ``budget_s``."""
+def run_tests(budget_s: int, log: Path) -> dict:
+    """The default test suite on this machine (CUDA when visible), within ``budget_s``; its
+    output goes to ``log`` as it runs, so a suite stopped by the budget still reports how far it
+    got and what failed."""
     started = time.perf_counter()
-    try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=budget_s)
-        lines = [line for line in done.stdout.splitlines() if line.strip()]
-        summary, code = (lines[-1] if lines else ""), done.returncode
-    except subprocess.TimeoutExpired:
-        summary, code = f"stopped after the {budget_s} s budget", None
-    return {"summary": summary, "returncode": code, "seconds": time.perf_counter() - started}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle:
+        try:
+            code = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p",
+                                   "no:cacheprovider"], cwd=ROOT, stdout=handle,
+                                  stderr=subprocess.STDOUT, timeout=budget_s).returncode
+        except subprocess.TimeoutExpired:
+            code = None
+    return {**suite_progress(log.read_text(errors="replace"), finished=code is not None),
+            "returncode": code, "seconds": time.perf_counter() - started, "log": str(log)}
+
+
+def suite_progress(output: str, finished: bool) -> dict:
+    """pytest -q's summary line when it finished; else the outcomes its progress lines show so
+    far (``.`` passed, ``F`` failed, ``E`` error, ``s`` skipped)."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    if finished:
+        summary = lines[-1] if lines else ""
+    else:
+        marks = "".join(line.split(" [")[0].split()[-1] for line in lines
+                        if line.rstrip().endswith("%]") and line.split(" [")[0].strip())
+        counts = {"passed": ".", "failed": "F", "errors": "E", "skipped": "s"}
+        summary = "stopped by the budget after " + ", ".join(
+            f"{marks.count(mark)} {name}" for name, mark in counts.items())
+    failures = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    return {"summary": summary, "failures": failures}
 
 
 def tiny_sample(work: Path) -> Path:
@@ -236,7 +256,7 @@ def main(argv=None) -> dict:
         report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                   "date": time.strftime("%Y-%m-%d"), "args": {k: str(v) for k, v in vars(args).items()}}
         if args.tests:
-            report["tests"] = run_tests(args.tests_budget)
+            report["tests"] = run_tests(args.tests_budget, args.out.with_name("gpu_tests.log"))
             print("tests:", report["tests"], flush=True)
         config = MLConfig("SASRec", args.dataset, config_dict=base_settings(args, work))
         train, _, _ = prepared_data(config)

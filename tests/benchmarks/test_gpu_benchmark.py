@@ -31,3 +31,16 @@ def test_tiny_mode_measures_every_path_of_both_encoders(tmp_path):
     cached = [r for r in rows if r["path"] == "unique + trunk cache"]
     assert all(r["cache_build_s"] >= 0 and r["cache_bytes_per_item"] > 0 for r in cached)
     assert report["id"]["epoch_s"] > 0
+
+
+def test_a_suite_stopped_by_its_budget_still_says_how_far_it_got():
+    from benchmarks.gpu_videorec import suite_progress
+
+    stopped = "tests/a.py ..F.s                [  3%]\ntests/b.py ....E....         [  9%]\n.."
+    assert suite_progress(stopped, finished=False)["summary"] == (
+        "stopped by the budget after 11 passed, 1 failed, 1 errors, 1 skipped")
+    finished = ("..F                 [100%]\nFAILED tests/a.py::test_x - assert 1 == 2\n"
+                "1 failed, 2 passed in 3.01s\n")
+    report = suite_progress(finished, finished=True)
+    assert report["summary"] == "1 failed, 2 passed in 3.01s"
+    assert report["failures"] == ["FAILED tests/a.py::test_x - assert 1 == 2"]
