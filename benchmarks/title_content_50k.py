@@ -23,7 +23,7 @@ Each row runs in its own process; a result file trained with the same settings i
 ID SASRec (Table 12's parity), the paper's finding 5 (top-k > full > frozen) where those rows
 exist, and the per-group table; the plot goes to benchmarks/plots/title_content_50k/.
 The fine-tuned rows re-encode every distinct title of a batch through the trained layers
-(results/costs.md: about 8 minutes per top-1 epoch on 2 idle CPU cores); a stopped row
+(results/costs.md: about 7 minutes per top-1 epoch on 2 idle CPU cores); a stopped row
 resumes from its last epoch when the command is run again.
 """
 from __future__ import annotations
