@@ -37,16 +37,28 @@ def minilm_last_layer(attention: str) -> BertLayer:
     return model.encoder.layer[-1]
 
 
-def time_layer(tokens: int, items: int, repeats: int, attention: str) -> list[float]:
+def forward_backward(layer: BertLayer, hidden: torch.Tensor, chunk: int) -> torch.Tensor:
+    """The layer forward over ``hidden`` in ``chunk``-row slices (0: one batch), then one
+    backward through all of them, as a step runs its length-grouped chunks; returns the output.
+    A BertLayer returns a tuple before transformers 5 and a tensor from 5 on."""
+    rows = chunk or len(hidden)
+    outputs = []
+    for part in hidden.split(rows):
+        result = layer(part, attention_mask=torch.zeros(len(part), 1, 1, part.shape[1]))
+        outputs.append(result[0] if isinstance(result, tuple) else result)
+    out = torch.cat(outputs)
+    out.sum().backward()
+    return out
+
+
+def time_layer(tokens: int, items: int, repeats: int, attention: str, chunk: int = 0) -> list[float]:
     layer = minilm_last_layer(attention).train()
     width = -(-tokens // items)
-    hidden = torch.randn(items, width, layer.output.dense.out_features)
-    additive_mask = torch.zeros(items, 1, 1, width)  # every token attends to every token
+    hidden = torch.randn(items, width, layer.output.dense.out_features)  # every token attends
     seconds = []
     for _ in range(repeats + 1):
         started = time.perf_counter()
-        out = layer(hidden, attention_mask=additive_mask)[0]
-        out.sum().backward()
+        forward_backward(layer, hidden, chunk)
         seconds.append(time.perf_counter() - started)
     return seconds[1:]
 
@@ -58,10 +70,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attention", choices=["sdpa", "eager"], default="sdpa",
                         help="sdpa: the project's default (fused_attention: true)")
+    parser.add_argument("--chunk", type=int, default=0,
+                        help="rows per forward, as the tower's length-grouped chunks (0: one batch)")
     args = parser.parse_args()
-    seconds = time_layer(args.tokens, args.items, args.repeats, args.attention)
+    seconds = time_layer(args.tokens, args.items, args.repeats, args.attention, args.chunk)
     print(json.dumps({"bare_layer_s": statistics.median(seconds), "runs_s": seconds,
-                      "tokens": args.tokens, "items": args.items,
+                      "tokens": args.tokens, "items": args.items, "chunk": args.chunk,
                       "threads": torch.get_num_threads()}))
 
 
