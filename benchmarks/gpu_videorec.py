@@ -23,6 +23,7 @@ Writes ``benchmarks/out/gpu_videorec.json`` and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -188,15 +189,20 @@ def run_tests(budget_s: int, log: Path) -> dict:
     got and what failed."""
     started = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
+    # Ray 2.6.3, the newest RecBole 1.2.1 allows, has no wheels past Python 3.11: where it is
+    # missing the tune tests cannot run, and are left out by name rather than failed.
+    ignored = [] if importlib.util.find_spec("ray") else ["tests/tune"]
     with open(log, "w") as handle:
         try:
             code = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p",
-                                   "no:cacheprovider"], cwd=ROOT, stdout=handle,
-                                  stderr=subprocess.STDOUT, timeout=budget_s).returncode
+                                   "no:cacheprovider", *(f"--ignore={path}" for path in ignored)],
+                                  cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                                  timeout=budget_s).returncode
         except subprocess.TimeoutExpired:
             code = None
     return {**suite_progress(log.read_text(errors="replace"), finished=code is not None),
-            "returncode": code, "seconds": time.perf_counter() - started, "log": str(log)}
+            "ignored": ignored, "returncode": code, "seconds": time.perf_counter() - started,
+            "log": str(log)}
 
 
 def suite_progress(output: str, finished: bool) -> dict:
@@ -290,7 +296,9 @@ def print_table(args, report) -> None:
           f"{args.batch_size}, {report['id']['steps_per_epoch']} steps/epoch, {args.steps} timed steps; "
           f"whole run {report['seconds']:.0f} s")
     if "tests" in report:
-        print(f"tests: {report['tests']['summary']} ({report['tests']['seconds']:.0f} s)")
+        tests = report["tests"]
+        left_out = f"; left out: {', '.join(tests['ignored'])}" if tests["ignored"] else ""
+        print(f"tests: {tests['summary']} ({tests['seconds']:.0f} s{left_out})")
     print(tabulate(table, headers=["encoder", "path", "bf16", "item passes / epoch", "s / epoch",
                                    "x ID epoch", "cache build s", "peak MB"], tablefmt="github"))
 

@@ -52,11 +52,19 @@ def built_run(config: MLConfig, model: bool = True):
 REPO = Path(__file__).resolve().parent.parent
 
 
+def checkout_env(**extra: str) -> dict:
+    """The environment of a child interpreter that runs this checkout's code: the repository
+    first on PYTHONPATH, the caller's PYTHONPATH kept after it (packages installed beside
+    site-packages, as the wheels a GPU machine carries), then ``extra``."""
+    kept = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *kept]), **extra}
+
+
 def run_isolated(script: str, *args: str, timeout: float = 600) -> dict:
     """Run ``script`` in a fresh interpreter (one thread, this checkout's code) and return the
     JSON of its last stdout line: a native crash (bf16 kernels, new ops) fails one test, not the
     suite."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = checkout_env(OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-3000:]}"

@@ -57,3 +57,16 @@ def test_the_pinned_stack_satisfies_the_declared_ranges():
     for name, version in pins.items():  # the pins are what the suite runs on
         if name in ("torch", "recbole", "ray", "numpy", "pandas", "transformers"):
             assert metadata.version(name) == version
+
+
+def test_child_interpreters_keep_packages_installed_on_pythonpath(tmp_path, monkeypatch):
+    """A GPU machine installs the carried wheels into a folder on PYTHONPATH; the tests' child
+    interpreters replaced PYTHONPATH with the checkout and lost them (RecBole not found)."""
+    from tests.helpers import REPO, run_isolated
+
+    (tmp_path / "carried_package.py").write_text("NAME = 'carried'\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    script = ("import json, carried_package, recbole_microlens, pathlib; "
+              "print(json.dumps([carried_package.NAME, str(pathlib.Path("
+              "recbole_microlens.__file__).parents[1])]))")
+    assert run_isolated(script) == ["carried", str(REPO)]  # both: the checkout first

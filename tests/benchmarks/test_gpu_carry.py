@@ -2,7 +2,6 @@
 
 The machines hold no RecBole, pytorchvideo or PyAV and reach no hub; the title rows' call carries
 MiniLM in float16 and no PyAV (both together pass the 64 MiB a call may carry)."""
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_carry
+from tests.helpers import checkout_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ config = MLConfig("SASRecV", "tinylens", config_dict={{
 run = build_run(config, quiet=True)
 print(type(run.model).__name__, "av" in sys.modules and sys.modules["av"] is not None)
 """
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = checkout_env(OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -23,7 +23,7 @@ from recbole_microlens.data.stores.atomic import dataset_problem, require_comple
 from recbole_microlens.data.prepare import ensure_atomic_files
 from recbole_microlens.data.raw.readers import RawFormatError, detect_raw_files
 from recbole_microlens.errors import DatasetError
-from tests.helpers import wait_for
+from tests.helpers import checkout_env, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PAIRS = [f"{user}\t" + " ".join(str(10 + (user * 3 + k) % 17) for k in range(8)) for user in range(1, 9)]
@@ -416,7 +416,7 @@ def test_two_concurrent_runs_of_one_model_each_test_their_own_weights(tmp_path):
     write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u * 5 + k * 3) % 23}" for k in range(8)]
                                         for u in range(40)})
     go = tmp_path / "go"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = checkout_env(OMP_NUM_THREADS="1")
     runs = [subprocess.Popen([sys.executable, "-c", TWO_RUNS_SCRIPT, str(tmp_path), str(seed),
                               str(go)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
             for seed in (1, 2)]
@@ -484,7 +484,7 @@ def test_killing_a_media_command_leaves_no_decoding_workers(media_dataset, tmp_p
     shutil.copytree(media_dataset / "out", tmp_path / "out")  # no store built by another test
     command = [sys.executable, "-m", "recbole_microlens", *command, "--dataset", "ms",
                "--data-path", str(tmp_path / "out"), "--raw-dir", str(media_dataset / "raw")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = checkout_env(OMP_NUM_THREADS="1")
     parent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     workers: set[int] = set()
@@ -517,7 +517,7 @@ print("built")
 def test_a_script_without_a_main_guard_gets_a_clear_error(media_dataset, tmp_path):
     script = tmp_path / "no_guard.py"
     script.write_text(NO_GUARD_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = checkout_env(OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, str(script), str(media_dataset), str(tmp_path / "store")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
@@ -536,7 +536,7 @@ def test_killing_a_tune_sweep_leaves_no_ray_processes(tmp_path):
                "--dataset", "tiny", "--config-files", str(tmp_path / "setup.yaml"),
                "--tune_config", "sample", "--max_concurrent", "1", "--tune_dir",
                str(tmp_path / "tune")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = checkout_env(OMP_NUM_THREADS="1")
     driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     started: set[int] = set()
@@ -807,7 +807,7 @@ def test_a_file_size_limit_hit_by_the_checkpoint_is_one_line_naming_it(tmp_path)
 
     write_inter_file(tmp_path, "tiny", {f"u{u}": [f"i{(u + k) % 9}" for k in range(6)]
                                         for u in range(6)})
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = checkout_env(OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, str(REPO / "run_recbole_ml.py"), "--model=SASRec",
                            "--dataset=tiny", f"--data_path={tmp_path}", "--epochs=1",
                            "--hidden_size=64", "--inner_size=256", "--show_progress=false",
@@ -827,7 +827,7 @@ def test_a_file_size_limit_hit_by_convert_names_the_file(write_raw, tmp_path):
     write_raw("ml_pairs.tsv", [f"{user}\t" + " ".join(str(10 + (user * 3 + k) % 17)
                                                       for k in range(8))
                                for user in range(1, 200)])
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = checkout_env()
     done = subprocess.run([sys.executable, "-m", "recbole_microlens", "convert", "--raw-dir",
                            str(tmp_path / "raw"), "--dataset", "ml", "--out",
                            str(tmp_path / "out")],
@@ -851,7 +851,7 @@ def test_a_bad_dataset_name_is_refused_by_the_rule_not_a_joined_path(monkeypatch
 
 def test_recommend_is_quiet_unless_verbose(served, tmp_path):
     """The rebuilt run's ~140 lines of configuration go to stderr with --verbose only."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = checkout_env(OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "recbole_microlens", "recommend", "--checkpoint",
                str(served["checkpoint"]), "--users", "u1", "--out", str(tmp_path / "recs.tsv")]
     quiet = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -983,7 +983,7 @@ def test_two_runs_sharing_a_trunk_cache_build_it_once(tmp_path):
     build(tmp_path, finetune="top", **TINY_TEXT)  # atomic files and title store, built once
     script, release = tmp_path / "trunk_cache.py", tmp_path / "release"
     script.write_text(TRUNK_CACHE_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = checkout_env(OMP_NUM_THREADS="1")
 
     def start(name):
         return subprocess.Popen([sys.executable, str(script), str(tmp_path), name, str(release)],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from recbole_microlens.data.stores import artefact
 from recbole_microlens.data.stores.artefact import (
     BUILT, REUSED, UNFINISHED, artefact_lock, build_file_once, build_once, lock_path, partial_path,
 )
-from tests.helpers import REPO, wait_for, waits_for_a_lock
+from tests.helpers import REPO, checkout_env, wait_for, waits_for_a_lock
 
 
 def lock_is_held(path: Path) -> bool:
@@ -167,7 +166,7 @@ def test_a_second_process_waits_on_the_lock_and_does_not_build_again(tmp_path):
     def build(partial: Path) -> dict:
         nonlocal second
         second = subprocess.Popen([sys.executable, "-c", SECOND_BUILDER, str(folder)], cwd=REPO,
-                                  env={**os.environ, "PYTHONPATH": str(REPO)},
+                                  env=checkout_env(),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: waits_for_a_lock(second.pid), failed=lambda: second.poll() is not None)
         (partial / "built-by").write_text("first")

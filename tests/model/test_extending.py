@@ -20,6 +20,8 @@ from recbole_microlens.encoders import registry
 from recbole_microlens.model import get_model
 from recbole_microlens.model.sequential_recommender import SASRec
 
+from tests.helpers import checkout_env
+
 
 @pytest.fixture(autouse=True)
 def registries():
@@ -218,8 +220,8 @@ def test_the_documented_lstm_model_trains_and_is_served_with_no_extra_code(tmp_p
     (tmp_path / "my_models" / "lstmrec.py").write_text(doc_block("Save this as", "python"))
     (tmp_path / "run_recbole_ml.py").symlink_to(REPO / "run_recbole_ml.py")  # a checkout's root
     script = doc_block("Train it, then serve its checkpoint", "bash")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = checkout_env(OMP_NUM_THREADS="1",
+                       PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

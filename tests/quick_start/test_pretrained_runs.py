@@ -16,7 +16,7 @@ from recbole_microlens.config.configurator import MLConfig
 from recbole_microlens.data.sample.generate import ensure_sample_raw
 from recbole_microlens.data.stores.titles import read_titles
 from recbole_microlens.model import get_model
-from tests.helpers import built_run, seed_hub_cache, seed_torch_hub, tiny_bert_folder
+from tests.helpers import built_run, checkout_env, seed_hub_cache, seed_torch_hub, tiny_bert_folder
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = ["--model=SASRecV", "--dataset=microlens-sample", "--epochs=1", "--show_progress=false",
@@ -41,8 +41,8 @@ def caches(tmp_path_factory):
 
 
 def run_cli(cwd: Path, args: list[str], torch_home: Path, hf_home: Path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TORCH_HOME": str(torch_home), "HF_HOME": str(hf_home)}
+    env = checkout_env(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TORCH_HOME=str(torch_home),
+                       HF_HOME=str(hf_home))
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.run([sys.executable, str(REPO / "run_recbole_ml.py"), *SAMPLE, *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=900)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shlex
 import signal
@@ -18,6 +17,8 @@ import torch
 from recbole_microlens.trainer.checkpoint import plain
 from recbole_microlens.trainer.resume import random_states, restore_random_states, state_file_for
 
+from tests.helpers import checkout_env
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "run_recbole_ml.py"
 EPOCHS = 6
@@ -26,7 +27,7 @@ ARGS = ["--model=SASRec", "--dataset=microlens-sample", f"--epochs={EPOCHS}", "-
 
 
 def _env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return checkout_env(OMP_NUM_THREADS="1")
 
 
 def _train(workdir: Path, run_id: str, *extra: str) -> subprocess.CompletedProcess:

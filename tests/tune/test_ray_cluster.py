@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import checkout_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,8 +32,7 @@ def ray_head(tmp_path):
     stops exactly the processes it started (never `ray stop`, which ends every Ray on the host)."""
     port = _free_port()
     temp_dir = tempfile.mkdtemp(prefix="rayh", dir="/tmp")  # short: Ray's socket paths
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    env = checkout_env()
     log = open(tmp_path / "ray-head.log", "w")
     head = subprocess.Popen(
         _ray_cli() + ["start", "--head", "--block", "--node-ip-address=127.0.0.1",
