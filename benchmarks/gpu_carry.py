@@ -57,8 +57,8 @@ def pip(*args: str) -> None:
 
 
 def wheels(folder: Path, with_pyav: bool) -> None:
-    """Wheels for the GPU machines' Python: pure-Python ones built here when PyPI has only an
-    sdist, binary ones fetched for their platform."""
+    """Wheels for the GPU machines' Python: pure-Python ones built here when the registry has
+    only an sdist, binary ones fetched for their platform."""
     folder.mkdir(parents=True, exist_ok=True)
     pip("wheel", "-q", "--no-deps", "-w", str(folder), *pinned(PURE_PYTHON))
     if with_pyav:
