@@ -1,4 +1,5 @@
-"""``recbole-microlens recommend`` and ``export-embeddings``: a checkpoint in, TSV or .npy out.
+"""``recbole-microlens evaluate``, ``recommend`` and ``export-embeddings``: a checkpoint in;
+metrics, TSV or .npy out.
 
 The ML stack (torch, RecBole) is imported when a command runs, not when the parser is built:
 ``--help`` answers at once.
@@ -19,6 +20,7 @@ USERS_DEFAULT = Path("<items file>.users.npy")
 
 
 def add_commands(commands) -> None:
+    _add_evaluate(commands)
     _add_recommend(commands)
     _add_export_embeddings(commands)
 
@@ -35,6 +37,25 @@ def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                              "training (default: where it was)")
     parser.add_argument("--verbose", action="store_true",
                         help="log the rebuilt run's configuration and dataset (stderr)")
+
+
+def _add_evaluate(commands) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="a trained checkpoint's valid and test metrics, re-derived from the file",
+        description="Rebuild the run a checkpoint was trained in (its dataset, splits and "
+                    "protocol, checked against the atomic files' checksums) and evaluate its "
+                    "weights: the numbers the training run reported, reproduced from the file "
+                    "alone. A content tower reads the run's trunk cache as training did; "
+                    "--live-trunk computes the frozen trunk in full precision instead, to see "
+                    "what the cache's rounding moves.")
+    _checkpoint_arguments(parser)
+    parser.add_argument("--splits", nargs="+", choices=("valid", "test"), default=["valid", "test"],
+                        help="which splits (default: both)")
+    parser.add_argument("--live-trunk", action="store_true",
+                        help="no trunk cache: run the frozen encoder blocks live, in fp32")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the metrics, with the checkpoint's sha256 (atomically)")
+    parser.set_defaults(run=run_evaluate)
 
 
 def _add_recommend(commands) -> None:
@@ -81,13 +102,38 @@ def device_settings(device: str) -> dict:
     return {"use_gpu": True, "gpu_id": index}
 
 
-def load_checkpoint_run(args: argparse.Namespace):
+def load_checkpoint_run(args: argparse.Namespace, **overrides):
     """``load_data_and_model`` with the command's device, data path, checks and verbosity."""
     from recbole_microlens.quick_start.reload import load_data_and_model
 
-    return load_data_and_model(args.checkpoint, device_settings(args.device),
+    return load_data_and_model(args.checkpoint, {**device_settings(args.device), **overrides},
                                verify=not args.no_verify, data_path=args.data_path,
                                quiet=not args.verbose)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from recbole_microlens.evaluator.ranking import with_breakdowns
+    from recbole_microlens.evaluator.results import metrics_table
+    from recbole_microlens.io import sha256_file, write_json_atomic
+    from recbole_microlens.trainer.trainer import MLTrainer
+
+    if args.json is not None:
+        require_file_path(args.json, "--json")
+    started = time.perf_counter()
+    config, model, _, _, valid_data, test_data = load_checkpoint_run(
+        args, **({"trunk_cache": False} if args.live_trunk else {}))
+    trainer = MLTrainer(config, model)
+    splits = {"valid": valid_data, "test": test_data}
+    metrics = {split: with_breakdowns(trainer.evaluate(splits[split], load_best_model=False))
+               for split in args.splits}
+    print(f"\n{config['model']} on {config['dataset']} from {args.checkpoint}"
+          f"{' (live trunk)' if args.live_trunk else ''}\n{metrics_table(metrics)}\n")
+    if args.json is not None:
+        write_json_atomic(args.json, {"checkpoint": str(args.checkpoint),
+                                      "checkpoint_sha256": sha256_file(args.checkpoint),
+                                      "live_trunk": args.live_trunk, **metrics})
+    print(f"evaluated in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
 
 
 def run_recommend(args: argparse.Namespace) -> int:

@@ -113,6 +113,13 @@ class TowerRuntime:
     length_grouping: bool = False
 
 
+def runtime_options(config) -> dict:
+    """A run's :class:`TowerRuntime` switches, from its config: one reading for the trainer and
+    for a reloaded checkpoint, so both run the encoder alike."""
+    return {"checkpoint_blocks": bool(config["gradient_checkpointing"]),
+            "length_grouping": config["length_grouping"] is not False}
+
+
 class EncoderItemTower(ItemTower):
     """An item encoder (video, image or text) trained end to end, projected to ``dim`` (VideoRec).
 

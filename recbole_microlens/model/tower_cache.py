@@ -262,3 +262,26 @@ def open_trunk_cache(tower, root: Path, **options):
     token_store = encoder.token_inputs and tower.inputs.lengths(torch.tensor([0])) is not None
     tokens_out = token_store and encoder.trainable_block_start < encoder.num_blocks
     return (TokenTrunkCache if tokens_out else TrunkCache).open_or_build(tower, root, **options)
+
+
+def run_trunk_cache_root(config) -> Path:
+    """Where a run's trunk caches live: beside its checkpoints, one folder per dataset."""
+    return Path(config["checkpoint_dir"]) / "trunk_cache" / config["dataset"]
+
+
+def attach_run_trunk_cache(tower, config, progress: bool = False) -> str:
+    """Install the trunk cache the run's config asks for (``trunk_cache``, ``finetune: top``),
+    built once per trunk and reused: training, evaluation and a reloaded checkpoint read the same
+    (fp16 by default) trunk output, so a reload scores exactly as the run was evaluated. Returns
+    why no cache was installed ("" when one was)."""
+    if tower is None or not config["trunk_cache"]:
+        return "trunk_cache is off"
+    if tower.encoder.trainable_block_start == 0:
+        return "trunk_cache ignored: the whole encoder trains (finetune: full)"
+    if not tower.encoder.trunk_is_a_function_of_the_item:
+        return ("trunk_cache ignored: frozen_trunk_mode: train normalises the trunk with batch "
+                "statistics, so its output is not per item")
+    tower.use_trunk_cache(open_trunk_cache(
+        tower, run_trunk_cache_root(config), dtype=config["trunk_cache_dtype"],
+        batch_size=config["encode_chunk_size"], progress=progress))
+    return ""

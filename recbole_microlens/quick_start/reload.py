@@ -7,6 +7,8 @@ from pathlib import Path
 from recbole_microlens.config.configurator import MLConfig
 from recbole_microlens.errors import CheckpointError
 from recbole_microlens.model import get_model
+from recbole_microlens.model.layers import content_tower, runtime_options
+from recbole_microlens.model.tower_cache import attach_run_trunk_cache
 from recbole_microlens.quick_start.build import build_run
 from recbole_microlens.trainer.checkpoint import check_atomic_files, read_checkpoint
 
@@ -54,9 +56,11 @@ def load_data_and_model(model_file, overrides: dict | None = None, verify: bool 
     checkpoint = read_checkpoint(model_file)
     if data_path is not None:
         overrides = {**(overrides or {}), "data_path": str(data_path)}
-    # the trained state dict brings the encoder's weights: its pre-trained start is not needed
-    config = rebuild_config(checkpoint, {"encoder_checkpoint": "trained", **(overrides or {})},
-                            model_file)
+    # the trained state dict brings the encoder's weights: its pre-trained start is not needed;
+    # the checkpoint's folder is its run's checkpoint_dir, where the run's trunk cache is reused
+    config = rebuild_config(checkpoint, {"encoder_checkpoint": "trained",
+                                         "checkpoint_dir": str(Path(model_file).parent),
+                                         **(overrides or {})}, model_file)
     if verify:
         check_atomic_files(checkpoint, config, model_file)
     run = build_run(config, quiet=quiet)
@@ -69,4 +73,16 @@ def load_data_and_model(model_file, overrides: dict | None = None, verify: bool 
             f"{' '.join(str(error).split())[:300]}") from error
     run.model.load_other_parameter(checkpoint.get("other_parameter"))
     run.model.eval()
+    run_encoder_as_trained(run.model, config, progress=not quiet)
     return config, run.model, run.dataset, run.train_data, run.valid_data, run.test_data
+
+
+def run_encoder_as_trained(model, config, progress: bool = False) -> None:
+    """A content tower runs as in its training run's evaluation: the same runtime switches and
+    the same trunk cache (``finetune: top``; fp16 by default, built once and reused), so what a
+    reload scores, recommends and exports is what the run reported. ``trunk_cache: false`` in
+    the overrides computes the frozen trunk live, in full precision, instead."""
+    tower = content_tower(model)
+    if tower is not None:
+        tower.configure_runtime(**runtime_options(config))
+        attach_run_trunk_cache(tower, config, progress=progress)

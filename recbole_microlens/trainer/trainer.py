@@ -15,7 +15,11 @@ from recbole.utils import set_color
 from tqdm import tqdm
 
 from recbole_microlens.trainer.checkpoint import run_record
-from recbole_microlens.model.tower_cache import item_id_fields, open_trunk_cache, unique_items_table
+from recbole_microlens.model.tower_cache import (
+    attach_run_trunk_cache,
+    item_id_fields,
+    unique_items_table,
+)
 from recbole_microlens.data.recbole.dataset import HOLDOUT_BY_PHASE
 from recbole_microlens.evaluator.ranking import (
     EvalResult,
@@ -31,7 +35,7 @@ from recbole_microlens.evaluator.ranking import (
 from recbole_microlens.io import load_trainer_checkpoint
 from recbole_microlens.errors import CheckpointError, NonFiniteError
 from recbole_microlens.io import atomic_open
-from recbole_microlens.model.layers import content_tower, item_table_once
+from recbole_microlens.model.layers import content_tower, item_table_once, runtime_options
 from recbole_microlens.model.options import choose
 from recbole_microlens.trainer.resume import (
     restore_training_state,
@@ -59,6 +63,7 @@ class MLTrainer(Trainer):
             self.saved_model_file = self._rank0_value(self.saved_model_file)
         self.epoch_seconds: list[float] = []
         self.trunk_cache_seconds = 0.0
+        self.trunk_cache_prepared = False  # the run's trunk cache installed (or refused)
         self.epoch_items_encoded: list[int] = []
         self.valid_history: list[dict] = []
         self.valid_seconds: list[float] = []
@@ -71,9 +76,7 @@ class MLTrainer(Trainer):
         self.train_generator = None
         self.current_epoch = 0
         if self.tower is not None:
-            self.tower.configure_runtime(
-                checkpoint_blocks=bool(config["gradient_checkpointing"]),
-                length_grouping=config["length_grouping"] is not False)
+            self.tower.configure_runtime(**runtime_options(config))
 
     @staticmethod
     def _rank0_value(value):
@@ -143,20 +146,13 @@ class MLTrainer(Trainer):
 
     def _prepare_trunk_cache(self, show_progress: bool) -> None:
         """``finetune: top``: compute the frozen trunk's output per item once, train the top only."""
-        if self.tower is None or not self.config["trunk_cache"]:
+        self.trunk_cache_prepared = True
+        if self.tower is None:
             return
-        if self.tower.encoder.trainable_block_start == 0:
-            self.logger.info("trunk_cache ignored: the whole encoder trains (finetune: full)")
-            return
-        if not self.tower.encoder.trunk_is_a_function_of_the_item:
-            self.logger.info("trunk_cache ignored: frozen_trunk_mode: train normalises the "
-                             "trunk with batch statistics, so its output is not per item")
-            return
-        root = Path(self.config["checkpoint_dir"]) / "trunk_cache" / self.config["dataset"]
         started = time.perf_counter()
-        self.tower.use_trunk_cache(open_trunk_cache(
-            self.tower, root, dtype=self.config["trunk_cache_dtype"],
-            batch_size=self.config["encode_chunk_size"], progress=show_progress))
+        why_not = attach_run_trunk_cache(self.tower, self.config, progress=show_progress)
+        if why_not and self.config["trunk_cache"]:
+            self.logger.info(why_not)
         self.trunk_cache_seconds = time.perf_counter() - started
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -249,6 +245,8 @@ class MLTrainer(Trainer):
             return None
         if load_best_model:
             self.load_weights(model_file)
+        if not self.trunk_cache_prepared:  # a reloaded run scores as its training run evaluated
+            self._prepare_trunk_cache(show_progress)
         self.model.eval()
         dataset = eval_data._dataset
         holdout = dataset.eval_holdout

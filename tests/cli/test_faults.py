@@ -878,6 +878,7 @@ BAD_INPUT = {  # one user error per subcommand (every subcommand with input to c
     "sweep": ["sweep", "--model", "SASRecV", "--dataset", "nope", "--encoders", "x", "--out",
               "{tmp}/s"],
     "report": ["report", "{tmp}/missing.json"],
+    "evaluate": ["evaluate", "--checkpoint", "{tmp}/missing.pth"],
     "recommend": ["recommend", "--checkpoint", "{tmp}/missing.pth", "--users", "u1"],
     "export-embeddings": ["export-embeddings", "--checkpoint", "{tmp}/missing.pth"],
     "fetch-weights": ["fetch-weights", "--from", "{tmp}/missing", "x3d-xs"],
